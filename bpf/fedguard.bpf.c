@@ -1,0 +1,538 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * fedguard's datapath: the hooks. Each entry point gathers what it knows
+ * (cgroup, socket binding, packet), asks the verdict in lib/verdict.h and
+ * returns it; counting and drop events happen in fg_report().
+ *
+ *   cgroup/connect4|6      new connection of a managed workload
+ *   cgroup/sendmsg4|6      unconnected UDP send with an address
+ *   cgroup/sock_release    forget the socket's binding
+ *   sockops                bind accepted sockets; short SYN RTO while
+ *                          a socket waits for mTLS
+ *   cgroup_skb/egress      every packet of managed sockets, both ways
+ *   cgroup_skb/ingress
+ *   tc (clsact in/out)     node perimeter on the node's interfaces
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <fedguard/abi.h>
+
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/verdict.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * BTF anchors. Types used only by inlined code reach BTF as forward
+ * declarations or not at all; libbpf then cannot size the fg_policy_slot
+ * inner map, the agent cannot give its policy maps BTF, and bpftool cannot
+ * name the enums. These read-only constants (never read) pull them in.
+ */
+const volatile struct fg_policy_key fg_btf_policy_key;
+const volatile struct fg_policy_value fg_btf_policy_value;
+const volatile struct fg_event fg_btf_event;
+const volatile struct {
+	enum fg_reason reason;
+	enum fg_action action;
+	enum fg_direction dir;
+	enum fg_auth_mode auth;
+	enum fg_quarantine_kind quarantine;
+	enum fg_sock_state sock_state;
+	enum fg_event_type event;
+	enum fg_hook hook;
+	enum fg_identity identity;
+	enum fg_ipcache_flags ipcache_flags;
+	enum fg_family family;
+} fg_btf_enums;
+
+enum fg_hook_consts {
+	FG_SK_DROP = 0,
+	FG_SK_PASS = 1,
+	FG_TC_ACT_OK = 0,
+	FG_TC_ACT_SHOT = 2,
+	FG_AF_INET_SYS = 2,	/* AF_INET as sockets report it */
+	FG_AF_INET6_SYS = 10,
+};
+
+/* ::ffff:a.b.c.d is IPv4 for policy purposes: fold it. */
+static __always_inline void fg_addr_from_v6(struct fg_pkt *p, const __u32 a[4], bool dst)
+{
+	__u32 *out = dst ? p->daddr : p->saddr;
+
+	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
+		p->family = FG_AF_INET;
+		out[0] = a[3];
+		return;
+	}
+	p->family = FG_AF_INET6;
+	__builtin_memcpy(out, a, 16);
+}
+
+/* --- socket address hooks ------------------------------------------------ */
+
+static __always_inline struct fg_sock_binding fg_binding_of(const struct fg_judgement *j,
+							   __u32 local_td, __u32 peer_td,
+							   __u16 port, __u8 state)
+{
+	struct fg_sock_binding b = {
+		.local_id = j->local_id,
+		.peer_id = j->peer_id,
+		.local_td = local_td,
+		.peer_td = peer_td,
+		.policy_gen = j->policy_gen,
+		.rule_id = j->rule_id,
+		.port = port,
+		.state = state,
+		.dir = j->dir,
+		.auth = j->auth,
+		.proto = IPPROTO_TCP,
+	};
+
+	__builtin_memcpy(b.peer_node, j->peer_node, 16);
+	return b;
+}
+
+/*
+ * A managed workload connects or sends to j->pkt.daddr:dport. Only a TCP
+ * connect may wait for mTLS (its SYN is held by the egress hook until
+ * fg_auth has the pair); everything else needing auth fails at once.
+ */
+static __always_inline __u32 fg_sock_addr_judge(struct fg_judgement *j)
+{
+	struct fg_cgroup_info *local = fg_identity_current();
+	struct fg_ipcache_value *peer;
+	struct fg_sock_binding b;
+	__u8 state = FG_SOCK_ALLOWED;
+	__u32 r;
+
+	if (!local)
+		return FG_REASON_DENY_NO_IDENTITY;
+	j->local_id = local->identity;
+	peer = fg_ipcache_lookup(j->pkt.family, j->pkt.daddr);
+	if (!peer)
+		return FG_REASON_DENY_UNKNOWN_PEER;
+	j->peer_id = peer->identity;
+	__builtin_memcpy(j->peer_node, peer->node, 16);
+
+	struct fg_conn c = {
+		.local_id = j->local_id,
+		.peer_id = j->peer_id,
+		.port = bpf_ntohs(j->pkt.dport),
+		.proto = j->pkt.proto,
+		.dir = FG_DIR_EGRESS,
+	};
+	r = fg_decide(&c, local->td, peer->td, j);
+	if (!fg_allowed(r))
+		return r;
+
+	bool waits = j->hook == FG_HOOK_CONNECT && j->pkt.proto == IPPROTO_TCP;
+
+	if (j->auth == FG_AUTH_MTLS) {
+		__u32 a = fg_check_auth(j->local_id, j->peer_id, j->peer_node);
+
+		if (a != FG_NO_OBJECTION) {
+			fg_emit(j, FG_EV_AUTH_NEEDED, a);
+			if (!waits)
+				return a;
+			state = FG_SOCK_AUTH_WAIT;
+		}
+	}
+	if (!waits)
+		return r;
+	b = fg_binding_of(j, local->td, peer->td, c.port, state);
+	if (bpf_map_update_elem(&fg_sockets, &j->cookie, &b, BPF_ANY))
+		return FG_REASON_DENY_MAP_FULL;
+	return r;
+}
+
+static __always_inline int fg_sock_addr(struct bpf_sock_addr *ctx, struct fg_judgement *j)
+{
+	j->cookie = bpf_get_socket_cookie(ctx);
+	j->cgroup_id = bpf_get_current_cgroup_id();
+	j->pkt.proto = ctx->protocol;
+	j->pkt.dport = (__u16)ctx->user_port;
+	j->dir = FG_DIR_EGRESS;
+	return fg_report(j, fg_sock_addr_judge(j)) ? FG_SK_PASS : FG_SK_DROP;
+}
+
+static __always_inline int fg_sock_addr4(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	struct fg_judgement j = { .hook = hook };
+
+	j.pkt.family = FG_AF_INET;
+	j.pkt.daddr[0] = ctx->user_ip4;
+	return fg_sock_addr(ctx, &j);
+}
+
+static __always_inline int fg_sock_addr6(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	struct fg_judgement j = { .hook = hook };
+	__u32 a[4];
+
+	/* the context allows only 4-byte loads of user_ip6 */
+	a[0] = ctx->user_ip6[0];
+	a[1] = ctx->user_ip6[1];
+	a[2] = ctx->user_ip6[2];
+	a[3] = ctx->user_ip6[3];
+	fg_addr_from_v6(&j.pkt, a, true);
+	return fg_sock_addr(ctx, &j);
+}
+
+SEC("cgroup/connect4")
+int fg_connect4(struct bpf_sock_addr *ctx)
+{
+	return fg_sock_addr4(ctx, FG_HOOK_CONNECT);
+}
+
+SEC("cgroup/connect6")
+int fg_connect6(struct bpf_sock_addr *ctx)
+{
+	return fg_sock_addr6(ctx, FG_HOOK_CONNECT);
+}
+
+SEC("cgroup/sendmsg4")
+int fg_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return fg_sock_addr4(ctx, FG_HOOK_SENDMSG);
+}
+
+SEC("cgroup/sendmsg6")
+int fg_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return fg_sock_addr6(ctx, FG_HOOK_SENDMSG);
+}
+
+SEC("cgroup/sock_release")
+int fg_sock_release(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+
+	bpf_map_delete_elem(&fg_sockets, &cookie);
+	return FG_SK_PASS;
+}
+
+/* --- sockops ------------------------------------------------------------- */
+
+/*
+ * The cgroup of an accepted socket (inherited from its listener). sockops
+ * has no cgroup helper, so read it through the socket; only the exact
+ * cgroup is matched here, and a socket of a descendant cgroup stays
+ * unbound and is judged packet by packet (see ARCHITECTURE.md).
+ */
+static __always_inline __u64 fg_sockops_cgroup_id(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock *tp;
+
+	if (!sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	return BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup, kn, id);
+}
+
+static __always_inline void fg_sockops_accepted(struct bpf_sock_ops *skops)
+{
+	struct fg_judgement j = { .hook = FG_HOOK_SOCKOPS };
+	struct fg_cgroup_info *local;
+	struct fg_ipcache_value *peer;
+	struct fg_sock_binding b;
+	__u8 state = FG_SOCK_ALLOWED;
+	__u32 a[4];
+
+	j.cgroup_id = fg_sockops_cgroup_id(skops);
+	local = fg_cgroup_lookup(j.cgroup_id);
+	if (skops->family == FG_AF_INET_SYS) {
+		j.pkt.family = FG_AF_INET;
+		j.pkt.saddr[0] = skops->remote_ip4;
+	} else {
+		a[0] = skops->remote_ip6[0];
+		a[1] = skops->remote_ip6[1];
+		a[2] = skops->remote_ip6[2];
+		a[3] = skops->remote_ip6[3];
+		fg_addr_from_v6(&j.pkt, a, false);
+	}
+	peer = fg_ipcache_lookup(j.pkt.family, j.pkt.saddr);
+	if (!local || !peer)
+		return;
+	j.cookie = bpf_get_socket_cookie(skops);
+	j.local_id = local->identity;
+	j.peer_id = peer->identity;
+	__builtin_memcpy(j.peer_node, peer->node, 16);
+
+	struct fg_conn c = {
+		.local_id = j.local_id,
+		.peer_id = j.peer_id,
+		.port = (__u16)skops->local_port,
+		.proto = IPPROTO_TCP,
+		.dir = FG_DIR_INGRESS,
+	};
+	/* The ingress hook already judged the SYN; a refusal here leaves the
+	 * socket unbound, so every packet is judged again and dropped. */
+	if (!fg_allowed(fg_decide(&c, local->td, peer->td, &j)))
+		return;
+	if (j.auth == FG_AUTH_MTLS &&
+	    fg_check_auth(j.local_id, j.peer_id, j.peer_node) != FG_NO_OBJECTION)
+		state = FG_SOCK_AUTH_WAIT;
+	b = fg_binding_of(&j, local->td, peer->td, c.port, state);
+	bpf_map_update_elem(&fg_sockets, &j.cookie, &b, BPF_ANY);
+}
+
+/* A socket waiting for mTLS retransmits its SYN after milliseconds. */
+static __always_inline void fg_sockops_timeout(struct bpf_sock_ops *skops)
+{
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct fg_sock_binding *b = bpf_map_lookup_elem(&fg_sockets, &cookie);
+	__u32 jiffies;
+
+	if (!b || b->state != FG_SOCK_AUTH_WAIT)
+		return;
+	jiffies = cfg_auth_syn_rto_ms * cfg_hz / 1000;
+	skops->reply = jiffies ? jiffies : 1;
+}
+
+SEC("sockops")
+int fg_sockops(struct bpf_sock_ops *skops)
+{
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TIMEOUT_INIT:
+		fg_sockops_timeout(skops);
+		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		fg_sockops_accepted(skops);
+		break;
+	default:
+		break;
+	}
+	return 1;
+}
+
+/* --- cgroup_skb ---------------------------------------------------------- */
+
+/* A packet of a socket with a binding: re-check what can change. */
+static __always_inline __u32 fg_skb_bound(struct fg_judgement *j, struct fg_sock_binding *b,
+					  __u8 pkt_dir)
+{
+	__u32 gen = 0;
+	__u32 r;
+
+	j->local_id = b->local_id;
+	j->peer_id = b->peer_id;
+	j->rule_id = b->rule_id;
+	j->dir = b->dir;
+	__builtin_memcpy(j->peer_node, b->peer_node, 16);
+	if (pkt_dir == FG_DIR_EGRESS) {
+		r = fg_check_source(&j->pkt, b->local_id);
+		if (r != FG_NO_OBJECTION)
+			return r;
+	}
+	r = fg_check_quarantine(b->local_id, b->local_td, b->peer_id, b->peer_td);
+	if (r != FG_NO_OBJECTION)
+		return r;
+
+	void *rules = fg_policy_rules(&gen);
+
+	if (!rules)
+		return FG_REASON_DENY_NO_POLICY;
+	if (gen != b->policy_gen) {
+		struct fg_conn c = {
+			.local_id = b->local_id,
+			.peer_id = b->peer_id,
+			.port = b->port,
+			.proto = b->proto,
+			.dir = b->dir,
+		};
+
+		r = fg_policy_match(rules, &c, j);
+		if (!fg_allowed(r))
+			return r;
+		b->rule_id = j->rule_id;
+		b->auth = j->auth;
+		b->policy_gen = gen;
+	}
+	if (b->auth == FG_AUTH_MTLS) {
+		r = fg_check_auth(b->local_id, b->peer_id, b->peer_node);
+		if (r != FG_NO_OBJECTION)
+			return r;
+		b->state = FG_SOCK_ALLOWED;
+	}
+	return FG_REASON_ALLOW_ESTABLISHED;
+}
+
+/* A packet of a socket without a binding (UDP, raw, pre-existing sockets). */
+static __always_inline __u32 fg_skb_unbound(struct __sk_buff *skb, struct fg_judgement *j,
+					    __u8 pkt_dir)
+{
+	struct fg_cgroup_info *local = fg_identity_skb(skb);
+	struct fg_ipcache_value *peer;
+	__u32 r;
+
+	if (!local)
+		return FG_REASON_DENY_NO_IDENTITY;
+	j->local_id = local->identity;
+	if (pkt_dir == FG_DIR_EGRESS) {
+		r = fg_check_source(&j->pkt, local->identity);
+		if (r != FG_NO_OBJECTION)
+			return r;
+		peer = fg_ipcache_lookup(j->pkt.family, j->pkt.daddr);
+	} else {
+		peer = fg_ipcache_lookup(j->pkt.family, j->pkt.saddr);
+	}
+	if (!peer)
+		return FG_REASON_DENY_UNKNOWN_PEER;
+	j->peer_id = peer->identity;
+	__builtin_memcpy(j->peer_node, peer->node, 16);
+	return fg_judge_packet(j, local->td, peer, pkt_dir);
+}
+
+static __always_inline int fg_skb(struct __sk_buff *skb, __u8 hook, __u8 pkt_dir)
+{
+	struct fg_judgement j = { .hook = hook, .dir = pkt_dir };
+	struct fg_sock_binding *b;
+	__u32 r;
+	int err;
+
+	j.cookie = bpf_get_socket_cookie(skb);
+	j.cgroup_id = bpf_skb_cgroup_id(skb);
+	err = fg_parse_l3(skb, 0, &j.pkt);
+	if (err == FG_PARSE_NOT_IP)
+		return FG_SK_PASS;
+	if (err != FG_PARSE_OK) {
+		r = FG_REASON_DENY_MALFORMED;
+	} else {
+		b = bpf_map_lookup_elem(&fg_sockets, &j.cookie);
+		r = b ? fg_skb_bound(&j, b, pkt_dir) : fg_skb_unbound(skb, &j, pkt_dir);
+	}
+	return fg_report(&j, r) ? FG_SK_PASS : FG_SK_DROP;
+}
+
+SEC("cgroup_skb/egress")
+int fg_skb_egress(struct __sk_buff *skb)
+{
+	return fg_skb(skb, FG_HOOK_SKB_EGRESS, FG_DIR_EGRESS);
+}
+
+SEC("cgroup_skb/ingress")
+int fg_skb_ingress(struct __sk_buff *skb)
+{
+	return fg_skb(skb, FG_HOOK_SKB_INGRESS, FG_DIR_INGRESS);
+}
+
+/* --- TC: the node perimeter ---------------------------------------------- */
+
+static __always_inline void fg_flow_key_of(struct fg_flow_key *k, const struct fg_pkt *p,
+					   bool reverse)
+{
+	__builtin_memcpy(k->saddr, reverse ? p->daddr : p->saddr, 16);
+	__builtin_memcpy(k->daddr, reverse ? p->saddr : p->daddr, 16);
+	k->sport = reverse ? p->dport : p->sport;
+	k->dport = reverse ? p->sport : p->dport;
+	k->proto = p->proto;
+	k->family = p->family;
+	k->pad = 0;
+}
+
+/* A flow entry still valid for these identities under the current policy. */
+static __always_inline bool fg_flow_valid(struct fg_judgement *j, const struct fg_flow_value *v)
+{
+	__u32 gen = 0;
+
+	if (!v || v->local_id != j->local_id || v->peer_id != j->peer_id)
+		return false;
+	if (!fg_policy_rules(&gen) || gen != v->policy_gen)
+		return false;
+	j->rule_id = v->rule_id;
+	j->auth = v->auth;
+	return true;
+}
+
+static __always_inline __u32 fg_tc_known_flow(struct fg_judgement *j,
+					      const struct fg_ipcache_value *local,
+					      const struct fg_ipcache_value *peer)
+{
+	__u32 r = fg_check_quarantine(j->local_id, local->td, j->peer_id, peer->td);
+
+	if (r != FG_NO_OBJECTION)
+		return r;
+	if (j->auth == FG_AUTH_MTLS) {
+		r = fg_check_auth(j->local_id, j->peer_id, j->peer_node);
+		if (r != FG_NO_OBJECTION)
+			return r;
+	}
+	return FG_REASON_ALLOW_ESTABLISHED;
+}
+
+static __always_inline __u32 fg_tc_judge(struct fg_judgement *j, __u8 pkt_dir)
+{
+	struct fg_ipcache_value *src = fg_ipcache_lookup(j->pkt.family, j->pkt.saddr);
+	struct fg_ipcache_value *dst = fg_ipcache_lookup(j->pkt.family, j->pkt.daddr);
+	bool src_local = src && (src->flags & FG_IPC_LOCAL);
+	bool dst_local = dst && (dst->flags & FG_IPC_LOCAL);
+	struct fg_ipcache_value *local, *peer;
+	struct fg_flow_key k;
+	__u32 r;
+
+	if (pkt_dir == FG_DIR_INGRESS && src_local)
+		return FG_REASON_DENY_SPOOF;	/* our workload's address from outside */
+	if (pkt_dir == FG_DIR_INGRESS ? !dst_local : !src_local)
+		return FG_REASON_ALLOW_UNMANAGED;
+	local = pkt_dir == FG_DIR_INGRESS ? dst : src;
+	peer = pkt_dir == FG_DIR_INGRESS ? src : dst;
+	if (!local)
+		return FG_REASON_ALLOW_UNMANAGED;	/* verifier: implied by *_local */
+	j->local_id = local->identity;
+	if (!peer)
+		return FG_REASON_DENY_UNKNOWN_PEER;
+	j->peer_id = peer->identity;
+	__builtin_memcpy(j->peer_node, peer->node, 16);
+
+	fg_flow_key_of(&k, &j->pkt, false);
+	if (fg_flow_valid(j, bpf_map_lookup_elem(&fg_flows, &k)))
+		return fg_tc_known_flow(j, local, peer);
+	fg_flow_key_of(&k, &j->pkt, true);
+	if (fg_flow_valid(j, bpf_map_lookup_elem(&fg_flows, &k)))
+		return fg_tc_known_flow(j, local, peer);
+
+	r = fg_judge_packet(j, local->td, peer, pkt_dir);
+	if (fg_allowed(r)) {
+		struct fg_flow_value v = {
+			.local_id = j->local_id,
+			.peer_id = j->peer_id,
+			.rule_id = j->rule_id,
+			.policy_gen = j->policy_gen,
+			.auth = j->auth,
+		};
+
+		fg_flow_key_of(&k, &j->pkt, false);
+		bpf_map_update_elem(&fg_flows, &k, &v, BPF_ANY);
+	}
+	return r;
+}
+
+static __always_inline int fg_tc(struct __sk_buff *skb, __u8 hook, __u8 pkt_dir)
+{
+	struct fg_judgement j = { .hook = hook, .dir = pkt_dir };
+	int err = fg_parse_l3(skb, FG_ETH_HLEN, &j.pkt);
+	__u32 r;
+
+	if (err == FG_PARSE_NOT_IP)
+		return FG_TC_ACT_OK;
+	r = err == FG_PARSE_OK ? fg_tc_judge(&j, pkt_dir) : FG_REASON_DENY_MALFORMED;
+	return fg_report(&j, r) ? FG_TC_ACT_OK : FG_TC_ACT_SHOT;
+}
+
+SEC("tc")
+int fg_tc_ingress(struct __sk_buff *skb)
+{
+	return fg_tc(skb, FG_HOOK_TC_INGRESS, FG_DIR_INGRESS);
+}
+
+SEC("tc")
+int fg_tc_egress(struct __sk_buff *skb)
+{
+	return fg_tc(skb, FG_HOOK_TC_EGRESS, FG_DIR_EGRESS);
+}

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every map of the datapath. All are pinned by fedguardd under
+ * /sys/fs/bpf/fedguard/<instance>/<name> and carry BTF, so that
+ * `bpftool map dump pinned ...` prints field names.
+ */
+#ifndef FG_BPF_MAPS_H
+#define FG_BPF_MAPS_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <fedguard/abi.h>
+
+/* Sizing; see docs/ARCHITECTURE.md for the memory each costs. */
+enum fg_map_sizes {
+	FG_MAX_CGROUPS = 16384,
+	FG_MAX_IPCACHE = 65536,
+	FG_MAX_POLICY = 131072,
+	FG_MAX_QUARANTINE = 4096,
+	FG_MAX_AUTH = 65536,
+	FG_MAX_SOCKETS = 262144,
+	FG_MAX_FLOWS = 65536,
+	FG_EVENTS_BYTES = 256 * 1024,
+};
+
+/*
+ * cgroup id -> identity of the workload whose processes live there (or
+ * below). Written by the agent when a workload is registered; read by the
+ * cgroup hooks. A cgroup of the managed subtree without an entry (and
+ * without a registered ancestor) is denied everything.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct fg_cgroup_info);
+} fg_cgroups SEC(".maps");
+
+/*
+ * {family, address/prefix} -> identity, trust domain and owning node.
+ * Written by the agent (local workloads, endpoints learnt from peers);
+ * read by every hook to name the peer and to catch spoofed sources.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, FG_MAX_IPCACHE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);	/* required for LPM tries */
+	__type(key, struct fg_ipcache_key);
+	__type(value, struct fg_ipcache_value);
+} fg_ipcache SEC(".maps");
+
+/*
+ * Policy: slot 0 holds the active rule map (struct fg_policy_inner). The
+ * agent fills a new inner map and swaps it in with one update, so every
+ * decision sees either the old or the new rule set, never a mix. An empty
+ * slot means no policy: everything is denied. The agent creates the inner
+ * maps itself with the same flags (BPF_F_NO_PREALLOC) and key/value sizes;
+ * max_entries may differ, which hash inner maps allow.
+ */
+struct fg_policy_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_POLICY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fg_policy_key);
+	__type(value, struct fg_policy_value);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct fg_policy_inner);
+} fg_policy_slot SEC(".maps");
+
+/*
+ * {identity or trust domain} -> since, reason. Written by the agent on
+ * `quarantine add`; read on every decision and every packet.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_QUARANTINE);
+	__type(key, struct fg_quarantine_key);
+	__type(value, struct fg_quarantine_value);
+} fg_quarantine SEC(".maps");
+
+/*
+ * {local identity, peer identity, peer node} -> expiry of the mTLS
+ * handshake that proved both. Written by the agent after a handshake;
+ * read where policy demands FG_AUTH_MTLS.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_AUTH);
+	__type(key, struct fg_auth_key);
+	__type(value, struct fg_auth_value);
+} fg_auth SEC(".maps");
+
+/*
+ * socket cookie -> the identities a TCP socket is bound to. Written by the
+ * connect hooks (active opens) and sockops (accepted sockets), deleted by
+ * sock_release; the agent reads it to find the sockets of an identity.
+ * A plain hash, not LRU: security state is never evicted; when full, new
+ * connections are denied (FG_REASON_DENY_MAP_FULL).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_SOCKETS);
+	__type(key, __u64);
+	__type(value, struct fg_sock_binding);
+} fg_sockets SEC(".maps");
+
+/* Per-CPU packet and byte counts by enum fg_reason; read by agent and bpftool. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FG_REASON_MAX);
+	__type(key, __u32);
+	__type(value, struct fg_counter);
+} fg_counters SEC(".maps");
+
+/* Drop, auth-needed and (optionally) allow events for the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, FG_EVENTS_BYTES);
+} fg_events SEC(".maps");
+
+/*
+ * TC flow table: 5-tuple as first seen -> the identities and policy
+ * generation it was allowed under. Written and read by the TC programs
+ * only. LRU is safe here: an evicted flow is judged again from policy,
+ * with the reply rule, so eviction can cost a lookup but never admit
+ * anything policy does not.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_FLOWS);
+	__type(key, struct fg_flow_key);
+	__type(value, struct fg_flow_value);
+} fg_flows SEC(".maps");
+
+#endif /* FG_BPF_MAPS_H */
