@@ -536,3 +536,54 @@ int fg_tc_egress(struct __sk_buff *skb)
 {
 	return fg_tc(skb, FG_HOOK_TC_EGRESS, FG_DIR_EGRESS);
 }
+
+/* --- quarantine tear-down ------------------------------------------------ */
+
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
+
+/*
+ * The identities a TCP socket serves: its binding when it has one, else the
+ * identity of its cgroup (sockets older than the agent, or unbound ones).
+ */
+static __always_inline bool fg_sock_quarantined(struct sock_common *skc)
+{
+	__u64 cookie = bpf_get_socket_cookie(skc);
+	struct fg_sock_binding *b = bpf_map_lookup_elem(&fg_sockets, &cookie);
+	struct fg_cgroup_info *info;
+	struct sock *sk;
+
+	if (b)
+		return fg_check_quarantine(b->local_id, b->local_td, b->peer_id, b->peer_td) !=
+		       FG_NO_OBJECTION;
+	sk = (struct sock *)bpf_skc_to_tcp_sock(skc);
+	if (!sk)
+		return false;
+	info = fg_cgroup_lookup(BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id));
+	return info && fg_check_quarantine(info->identity, info->td, 0, 0) != FG_NO_OBJECTION;
+}
+
+/*
+ * Run by the agent in each workload's network namespace after a quarantine
+ * change: destroys (ECONNABORTED to the application) every TCP socket of a
+ * quarantined identity or talking to one, and writes each destroyed
+ * socket's cookie to the iterator output so the agent can count them.
+ */
+SEC("iter/tcp")
+int fg_iter_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	__u64 cookie;
+
+	if (!skc)
+		return 0;
+	/* libbpf 1.1 rejects the kfunc when struct sock_common is only a
+	 * forward declaration in our BTF: reading a field emits the full type */
+	if (skc->skc_family != FG_AF_INET_SYS && skc->skc_family != FG_AF_INET6_SYS)
+		return 0;
+	if (!fg_sock_quarantined(skc))
+		return 0;
+	cookie = bpf_get_socket_cookie(skc);
+	if (bpf_sock_destroy(skc) == 0)
+		bpf_seq_write(ctx->meta->seq, &cookie, sizeof(cookie));
+	return 0;
+}
