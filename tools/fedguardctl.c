@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * fedguardctl: inspect (and later drive) a fedguard instance through its
+ * pinned state. Exit status: 0 ok, 1 failure, 2 usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "log.h"
+#include "pin.h"
+#include "sys.h"
+
+#define EXIT_USAGE 2
+/* parse_*(): --help or --version was answered; exit 0. */
+#define ARGS_DONE 2
+
+static const struct ctl_cmd commands[] = {
+	{ "status", "", "show programs, links, maps, policy, TC filters and counters",
+	  ctl_status, NULL },
+	{}
+};
+
+enum {
+	OPT_INSTANCE = 256,
+	OPT_VERSION,
+};
+
+static const struct option global_opts[] = {
+	{ "instance", required_argument, NULL, OPT_INSTANCE },
+	{ "json", no_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{}
+};
+
+static const char options_help[] =
+	"  --instance NAME   the instance to act on (default \"default\")\n"
+	"  -j, --json        JSON output\n"
+	"  -h, --help        help (of a command, after its name)\n";
+
+static void usage_table(FILE *out, const char *path, const struct ctl_cmd *table)
+{
+	const struct ctl_cmd *c;
+	char synopsis[64];
+
+	fprintf(out, "Usage: fedguardctl [OPTIONS] %s%s%s [ARGS]\n\n", path, *path ? " " : "",
+		*path ? "VERB" : "OBJECT [VERB]");
+	fprintf(out, "%s:\n", *path ? "Verbs" : "Commands");
+	for (c = table; c->name; c++) {
+		snprintf(synopsis, sizeof(synopsis), "%s%s%s", c->name, *c->args ? " " : "",
+			 c->args);
+		fprintf(out, "  %-24s %s\n", synopsis, c->help);
+	}
+	fprintf(out, "\nOptions:\n%s", options_help);
+	if (!*path)
+		fprintf(out, "      --version     print the version\n");
+	fprintf(out, "\nRun 'fedguardctl %s%s%s --help' for the help of one.\n", path,
+		*path ? " " : "", *path ? "VERB" : "COMMAND");
+}
+
+static void usage_cmd(FILE *out, const char *path, const struct ctl_cmd *cmd)
+{
+	fprintf(out, "Usage: fedguardctl [OPTIONS] %s%s%s\n\n%s.\n\nOptions:\n%s", path,
+		*cmd->args ? " " : "", cmd->args, cmd->help, options_help);
+}
+
+/* Options accepted before the command and after it alike. */
+static int parse_opt(struct ctl *ctl, int c)
+{
+	switch (c) {
+	case OPT_INSTANCE:
+		ctl->instance = optarg;
+		return 0;
+	case 'j':
+		ctl->json = true;
+		return 0;
+	default:
+		return CTL_USAGE;
+	}
+}
+
+/* getopt_long over argv[1..]; the command-specific --help prints usage_cmd(). */
+static int parse_leaf(struct ctl *ctl, const char *path, const struct ctl_cmd *cmd, int argc,
+		      char **argv)
+{
+	int c, r;
+
+	optind = 0;	/* a new argv for GNU getopt: rescan from argv[1] */
+	while ((c = getopt_long(argc, argv, "jh", global_opts, NULL)) != -1) {
+		if (c == 'h') {
+			usage_cmd(stdout, path, cmd);
+			return ARGS_DONE;
+		}
+		r = parse_opt(ctl, c);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* Validates the instance name and derives the pin directory. */
+static int ctl_prepare(struct ctl *ctl)
+{
+	if (!sys_instance_name_valid(ctl->instance)) {
+		log_error("instance name '%s' is invalid: use 1 to %d of [A-Za-z0-9_-]",
+			  ctl->instance, SYS_INSTANCE_NAME_MAX);
+		return CTL_USAGE;
+	}
+	return pin_path(ctl->pin_dir, sizeof(ctl->pin_dir), ctl->instance, NULL, NULL);
+}
+
+static const struct ctl_cmd *find_cmd(const struct ctl_cmd *table, const char *name)
+{
+	for (; table->name; table++) {
+		if (strcmp(table->name, name) == 0)
+			return table;
+	}
+	return NULL;
+}
+
+static bool is_help(const char *arg)
+{
+	return !strcmp(arg, "help") || !strcmp(arg, "--help") || !strcmp(arg, "-h");
+}
+
+/* argv[0] names an entry of table; path is the command line so far. */
+static int dispatch(struct ctl *ctl, const struct ctl_cmd *table, const char *path, int argc,
+		    char **argv)
+{
+	const struct ctl_cmd *cmd;
+	char sub[128];
+	int r;
+
+	if (argc < 1) {
+		log_error("missing %s: see 'fedguardctl %s%s--help'", *path ? "verb" : "command",
+			  path, *path ? " " : "");
+		return CTL_USAGE;
+	}
+	if (is_help(argv[0])) {
+		usage_table(stdout, path, table);
+		return 0;
+	}
+	cmd = find_cmd(table, argv[0]);
+	if (!cmd) {
+		log_error("unknown command '%s%s%s': see 'fedguardctl %s%s--help'", path,
+			  *path ? " " : "", argv[0], path, *path ? " " : "");
+		return CTL_USAGE;
+	}
+	snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? " " : "", cmd->name);
+	if (cmd->verbs)
+		return dispatch(ctl, cmd->verbs, sub, argc - 1, argv + 1);
+	r = parse_leaf(ctl, sub, cmd, argc, argv);
+	if (r == ARGS_DONE)
+		return 0;
+	if (r)
+		return r;
+	r = ctl_prepare(ctl);
+	if (r)
+		return r;
+	return cmd->run(ctl, argc - optind, argv + optind);
+}
+
+/* 0 to dispatch from argv[optind], ARGS_DONE, or CTL_USAGE. */
+static int parse_global(struct ctl *ctl, int argc, char **argv)
+{
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "+jh", global_opts, NULL)) != -1) {
+		if (c == 'h') {
+			usage_table(stdout, "", commands);
+			return ARGS_DONE;
+		}
+		if (c == OPT_VERSION) {
+			printf("fedguardctl %s\n", FEDGUARD_VERSION);
+			return ARGS_DONE;
+		}
+		r = parse_opt(ctl, c);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl ctl = { .instance = "default" };
+	int r;
+
+	/* 1. Global options; usage errors exit 2. */
+	r = parse_global(&ctl, argc, argv);
+	if (r == ARGS_DONE)
+		return EXIT_SUCCESS;
+	if (r)
+		return EXIT_USAGE;
+
+	/* 2. libbpf's messages through our log, as for fedguardd. */
+	log_setup_libbpf();
+
+	/* 3. The command: 0, CTL_USAGE or -errno. */
+	r = dispatch(&ctl, commands, "", argc - optind, argv + optind);
+	if (r == CTL_USAGE)
+		return EXIT_USAGE;
+	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
