@@ -27,11 +27,13 @@
 int loader_check_host(void)
 {
 	if (geteuid() != 0) {
-		log_error("fedguardd must run as root: effective uid is %u", (unsigned int)geteuid());
+		log_error("fedguardd must run as root: effective uid is %u",
+			  (unsigned int)geteuid());
 		return -EPERM;
 	}
 	if (access(KERNEL_BTF_PATH, R_OK) < 0)
-		return log_error_errno(-errno, "kernel BTF '%s' is not available (CONFIG_DEBUG_INFO_BTF)",
+		return log_error_errno(-errno,
+				       "kernel BTF '%s' is not available (CONFIG_DEBUG_INFO_BTF)",
 				       KERNEL_BTF_PATH);
 	return 0;
 }
@@ -86,7 +88,8 @@ static int ifaces_resolve(const struct loader_opts *opts, int **out)
 	for (i = 0; i < opts->n_ifaces; i++) {
 		idx[i] = (int)if_nametoindex(opts->ifaces[i]);
 		if (!idx[i])
-			return log_error_errno(-errno, "interface '%s' does not exist", opts->ifaces[i]);
+			return log_error_errno(-errno, "interface '%s' does not exist",
+					       opts->ifaces[i]);
 	}
 	*out = take_ptr(idx);
 	return 0;
@@ -100,12 +103,12 @@ static bool map_differs(const struct bpf_map *map, const struct bpf_map_info *in
 		const char *what;
 		unsigned long long pinned, wanted;
 	} props[] = {
-		{ "type", info->type, bpf_map__type(map) },
-		{ "key size", info->key_size, bpf_map__key_size(map) },
-		{ "value size", info->value_size, bpf_map__value_size(map) },
-		{ "max entries", info->max_entries, bpf_map__max_entries(map) },
-		{ "flags", info->map_flags, bpf_map__map_flags(map) },
-		{ "map_extra", info->map_extra, bpf_map__map_extra(map) },
+		{"type", info->type, bpf_map__type(map)},
+		{"key size", info->key_size, bpf_map__key_size(map)},
+		{"value size", info->value_size, bpf_map__value_size(map)},
+		{"max entries", info->max_entries, bpf_map__max_entries(map)},
+		{"flags", info->map_flags, bpf_map__map_flags(map)},
+		{"map_extra", info->map_extra, bpf_map__map_extra(map)},
 	};
 	size_t i;
 
@@ -155,7 +158,7 @@ static int maps_set_pin_paths(struct loader *l)
 	struct bpf_map *map;
 	int err;
 
-	bpf_object__for_each_map(map, l->skel->obj) {
+	bpf_object__for_each_map (map, l->skel->obj) {
 		if (bpf_map__is_internal(map))
 			continue;
 		err = pin_path(path, sizeof(path), l->instance, NULL, bpf_map__name(map));
@@ -218,8 +221,9 @@ static int object_load(struct loader *l)
 	if (!err)
 		return 0;
 	if (l->adopted)
-		log_error("pinned state of instance '%s' from another version? run --uninstall first",
-			  l->instance);
+		log_error(
+			"pinned state of instance '%s' from another version? run --uninstall first",
+			l->instance);
 	return log_error_errno(err, "BPF object 'fedguard': cannot load it");
 }
 
@@ -240,8 +244,9 @@ static int policy_install_empty(struct loader *l, int slot_fd, __u32 max_entries
 	err = policy_map_swap(slot_fd, fd, l->pin_dir, &gen);
 	if (err)
 		return err;
-	log_info("installed an empty policy (generation %u): everything is denied until rules arrive",
-		 gen);
+	log_info(
+		"installed an empty policy (generation %u): everything is denied until rules arrive",
+		gen);
 	return 0;
 }
 
@@ -268,8 +273,8 @@ static int policy_ensure(struct loader *l, __u32 max_entries)
 struct link_plan {
 	struct bpf_program *prog;
 	struct bpf_link *link;
-	bool from_pin;		/* update in place rather than pin */
-	char path[PATH_MAX];	/* <pin dir>/links/<prog name> */
+	bool from_pin;	     /* update in place rather than pin */
+	char path[PATH_MAX]; /* <pin dir>/links/<prog name> */
 };
 
 struct link_plans {
@@ -312,12 +317,12 @@ static int link_plans_init(struct loader *l, struct link_plans *p)
 	unsigned int n = 0;
 	int err;
 
-	bpf_object__for_each_program(prog, l->skel->obj)
+	bpf_object__for_each_program (prog, l->skel->obj)
 		n += prog_is_cgroup(prog);
 	p->v = calloc(n ? n : 1, sizeof(*p->v));
 	if (!p->v)
 		return log_error_errno(-ENOMEM, "cannot allocate the link plan");
-	bpf_object__for_each_program(prog, l->skel->obj) {
+	bpf_object__for_each_program (prog, l->skel->obj) {
 		struct link_plan *lp = &p->v[p->n];
 
 		if (!prog_is_cgroup(prog))
@@ -342,15 +347,17 @@ static int link_check(const struct loader *l, const struct link_plan *lp)
 	if (bpf_obj_get_info_by_fd(bpf_link__fd(lp->link), &info, &len) < 0)
 		return log_error_errno(-errno, "link '%s': cannot read its info", name);
 	if (info.type != BPF_LINK_TYPE_CGROUP) {
-		log_error("link '%s' of instance '%s' is a %s link, not a cgroup link: run --uninstall first",
-			  name, l->instance, libbpf_bpf_link_type_str(info.type));
+		log_error(
+			"link '%s' of instance '%s' is a %s link, not a cgroup link: run --uninstall first",
+			name, l->instance, libbpf_bpf_link_type_str(info.type));
 		return -EINVAL;
 	}
 	if (info.cgroup.cgroup_id == 0)
 		return 1;
 	if (info.cgroup.cgroup_id != l->cgroup.id) {
-		log_error("instance '%s' is attached to cgroup id %llu, not '%s': run --uninstall first",
-			  l->instance, (unsigned long long)info.cgroup.cgroup_id, l->cgroup.path);
+		log_error(
+			"instance '%s' is attached to cgroup id %llu, not '%s': run --uninstall first",
+			l->instance, (unsigned long long)info.cgroup.cgroup_id, l->cgroup.path);
 		return -EEXIST;
 	}
 	if (info.cgroup.attach_type != bpf_program__expected_attach_type(lp->prog)) {
@@ -407,7 +414,8 @@ static int links_attach_new(const struct loader *l, struct link_plans *p)
 			continue;
 		lp->link = bpf_program__attach_cgroup(lp->prog, cg_fd);
 		if (!lp->link)
-			return log_error_errno(-errno, "program '%s': cannot attach it to cgroup '%s'",
+			return log_error_errno(-errno,
+					       "program '%s': cannot attach it to cgroup '%s'",
 					       bpf_program__name(lp->prog), l->cgroup.path);
 	}
 	return 0;
@@ -478,8 +486,9 @@ static int link_remove_if_stale(const char *dir, const char *name, void *arg)
 	}
 	err = link_detach_pinned(dir, name);
 	if (!err)
-		log_info("link '%s': detached and unpinned: the BPF object no longer has that program",
-			 name);
+		log_info(
+			"link '%s': detached and unpinned: the BPF object no longer has that program",
+			name);
 	return err;
 }
 
@@ -528,13 +537,14 @@ static int progs_pin(struct loader *l)
 	char path[PATH_MAX];
 	int err;
 
-	bpf_object__for_each_program(prog, l->skel->obj) {
+	bpf_object__for_each_program (prog, l->skel->obj) {
 		if (bpf_program__fd(prog) < 0)
 			continue;
 		err = pin_path(path, sizeof(path), l->instance, PIN_PROGS_DIR,
 			       bpf_program__name(prog));
 		if (err)
-			return log_error_errno(err, "program '%s': pin path", bpf_program__name(prog));
+			return log_error_errno(err, "program '%s': pin path",
+					       bpf_program__name(prog));
 		err = pin_replace(bpf_program__fd(prog), path);
 		if (err)
 			return err;
@@ -627,8 +637,8 @@ int loader_start(const struct loader_opts *opts, struct loader **out)
 }
 
 struct uninstall_ctx {
-	int links;	/* links detached */
-	int err;	/* the first failure; the others are logged too */
+	int links; /* links detached */
+	int err;   /* the first failure; the others are logged too */
 };
 
 /* Keeps going past a failure: an uninstall removes all that it can. */

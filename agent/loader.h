@@ -23,21 +23,21 @@ struct fedguard;
 
 struct loader_opts {
 	const char *instance;
-	const char *cgroup;		/* --cgroup as given: absolute or relative */
-	const char *const *ifaces;	/* --iface names */
+	const char *cgroup;	   /* --cgroup as given: absolute or relative */
+	const char *const *ifaces; /* --iface names */
 	unsigned int n_ifaces;
-	__u32 auth_syn_rto_ms;		/* rodata cfg_auth_syn_rto_ms */
-	__u32 policy_max_entries;	/* of fg_policy maps this agent creates */
+	__u32 auth_syn_rto_ms;	  /* rodata cfg_auth_syn_rto_ms */
+	__u32 policy_max_entries; /* of fg_policy maps this agent creates */
 };
 
 /* A running instance: what loader_start() set up. */
 struct loader {
-	struct fedguard *skel;		/* loaded; maps and programs pinned */
-	struct sys_cgroup cgroup;	/* the managed cgroup subtree root */
-	char pin_dir[PATH_MAX];		/* FG_PIN_ROOT/<instance> */
+	struct fedguard *skel;	  /* loaded; maps and programs pinned */
+	struct sys_cgroup cgroup; /* the managed cgroup subtree root */
+	char pin_dir[PATH_MAX];	  /* FG_PIN_ROOT/<instance> */
 	char instance[SYS_INSTANCE_NAME_MAX + 1];
-	int lock_fd;			/* holds /run/fedguard/<instance>.lock */
-	bool adopted;			/* pinned state of a previous agent reused */
+	int lock_fd;  /* holds /run/fedguard/<instance>.lock */
+	bool adopted; /* pinned state of a previous agent reused */
 };
 
 /* Root, BTF of the running kernel: what every start needs. */

@@ -12,11 +12,8 @@ static enum log_level max_level = FG_LOG_INFO;
 static bool libbpf_demoted;
 
 static const char *const level_prefix[] = {
-	[FG_LOG_ERROR] = "error",
-	[FG_LOG_WARN] = "warning",
-	[FG_LOG_INFO] = "info",
-	[FG_LOG_DEBUG] = "debug",
-	[FG_LOG_TRACE] = "trace",
+	[FG_LOG_ERROR] = "error", [FG_LOG_WARN] = "warning", [FG_LOG_INFO] = "info",
+	[FG_LOG_DEBUG] = "debug", [FG_LOG_TRACE] = "trace",
 };
 
 void log_set_level(enum log_level level)
@@ -77,8 +74,8 @@ int log_msg_errno(enum log_level level, int err, const char *fmt, ...)
 	return err;
 }
 
-__attribute__((format(printf, 2, 0)))
-static int libbpf_print(enum libbpf_print_level lvl, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int libbpf_print(enum libbpf_print_level lvl,
+							      const char *fmt, va_list ap)
 {
 	enum log_level level;
 	char msg[3072];

@@ -15,7 +15,7 @@ enum log_level {
 	FG_LOG_WARN,
 	FG_LOG_INFO,
 	FG_LOG_DEBUG,
-	FG_LOG_TRACE,		/* libbpf's debug output as well */
+	FG_LOG_TRACE, /* libbpf's debug output as well */
 };
 
 /* Sets the highest level printed; FG_LOG_INFO until called. */
@@ -31,20 +31,19 @@ void log_setup_libbpf(void);
  */
 void log_libbpf_demote(bool on);
 
-__attribute__((format(printf, 2, 3)))
-void log_msg(enum log_level level, const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) void log_msg(enum log_level level, const char *fmt, ...);
 
 /* Logs "<message>: <strerror(-err)>" and returns err (a negative errno). */
-__attribute__((format(printf, 3, 4)))
-int log_msg_errno(enum log_level level, int err, const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) int log_msg_errno(enum log_level level, int err,
+							const char *fmt, ...);
 
 #define log_error(...) log_msg(FG_LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(FG_LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_msg(FG_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(FG_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(FG_LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(FG_LOG_DEBUG, __VA_ARGS__)
 
 #define log_error_errno(err, ...) log_msg_errno(FG_LOG_ERROR, (err), __VA_ARGS__)
-#define log_warn_errno(err, ...) log_msg_errno(FG_LOG_WARN, (err), __VA_ARGS__)
+#define log_warn_errno(err, ...)  log_msg_errno(FG_LOG_WARN, (err), __VA_ARGS__)
 #define log_debug_errno(err, ...) log_msg_errno(FG_LOG_DEBUG, (err), __VA_ARGS__)
 
 #endif /* FEDGUARD_LOG_H */

@@ -23,7 +23,7 @@
 
 struct args {
 	struct loader_opts opts;
-	const char **ifaces;	/* argv strings, for opts.ifaces */
+	const char **ifaces; /* argv strings, for opts.ifaces */
 	enum log_level level;
 	bool uninstall;
 };
@@ -78,17 +78,17 @@ enum {
 };
 
 static const struct option long_opts[] = {
-	{ "instance", required_argument, NULL, OPT_INSTANCE },
-	{ "cgroup", required_argument, NULL, OPT_CGROUP },
-	{ "iface", required_argument, NULL, OPT_IFACE },
-	{ "auth-syn-rto-ms", required_argument, NULL, OPT_AUTH_SYN_RTO_MS },
-	{ "policy-max-entries", required_argument, NULL, OPT_POLICY_MAX_ENTRIES },
-	{ "uninstall", no_argument, NULL, OPT_UNINSTALL },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "version", no_argument, NULL, OPT_VERSION },
-	{}
+	{"instance", required_argument, NULL, OPT_INSTANCE},
+	{"cgroup", required_argument, NULL, OPT_CGROUP},
+	{"iface", required_argument, NULL, OPT_IFACE},
+	{"auth-syn-rto-ms", required_argument, NULL, OPT_AUTH_SYN_RTO_MS},
+	{"policy-max-entries", required_argument, NULL, OPT_POLICY_MAX_ENTRIES},
+	{"uninstall", no_argument, NULL, OPT_UNINSTALL},
+	{"verbose", no_argument, NULL, 'v'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, OPT_VERSION},
+	{},
 };
 
 /* One option; 0, ARGS_DONE or -EINVAL. */
@@ -136,8 +136,9 @@ static int check_args(const struct args *a, int argc, char **argv)
 		return -EINVAL;
 	}
 	if (!sys_instance_name_valid(a->opts.instance)) {
-		log_error("instance name '%s' is invalid: use 1 to %d of [A-Za-z0-9_-] (bpffs refuses '.')",
-			  a->opts.instance, SYS_INSTANCE_NAME_MAX);
+		log_error(
+			"instance name '%s' is invalid: use 1 to %d of [A-Za-z0-9_-] (bpffs refuses '.')",
+			a->opts.instance, SYS_INSTANCE_NAME_MAX);
 		return -EINVAL;
 	}
 	if (!a->uninstall && !a->opts.cgroup) {

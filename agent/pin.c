@@ -36,7 +36,7 @@ static int mkdir_exist_ok(const char *path)
 
 int pin_dirs_create(const char *instance)
 {
-	static const char *const subs[] = { NULL, PIN_PROGS_DIR, PIN_LINKS_DIR };
+	static const char *const subs[] = {NULL, PIN_PROGS_DIR, PIN_LINKS_DIR};
 	char path[PATH_MAX];
 	size_t i;
 	int err;

@@ -18,7 +18,7 @@
 
 #define PIN_PROGS_DIR "progs"
 #define PIN_LINKS_DIR "links"
-#define PIN_TMP_MARK "-tmp-"
+#define PIN_TMP_MARK  "-tmp-"
 
 /*
  * Writes FG_PIN_ROOT/<instance>[/<sub>][/<name>] into buf; sub and name may

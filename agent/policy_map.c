@@ -31,7 +31,8 @@ int policy_spec_from_btf(const struct btf *btf, __u32 max_entries, struct policy
 	int err, fd;
 
 	if (btf__fd(btf) < 0)
-		return log_error_errno(-EINVAL, "BTF of the BPF object is not loaded in the kernel");
+		return log_error_errno(-EINVAL,
+				       "BTF of the BPF object is not loaded in the kernel");
 	err = btf_struct_id(btf, "fg_policy_key", &key_id);
 	if (err)
 		return err;
@@ -80,8 +81,8 @@ void policy_spec_release(struct policy_map_spec *spec)
 int policy_map_create(const struct policy_map_spec *spec)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .btf_fd = (__u32)spec->btf_fd,
-		    .btf_key_type_id = spec->key_type_id,
-		    .btf_value_type_id = spec->value_type_id, .map_flags = POLICY_MAP_FLAGS);
+		    .btf_key_type_id = spec->key_type_id, .btf_value_type_id = spec->value_type_id,
+		    .map_flags = POLICY_MAP_FLAGS);
 	int fd;
 
 	fd = bpf_map_create(BPF_MAP_TYPE_HASH, POLICY_MAP_NAME, sizeof(struct fg_policy_key),
@@ -133,7 +134,7 @@ int policy_map_active(int slot_fd)
 
 int policy_map_generation(int map_fd, __u32 *generation)
 {
-	struct fg_policy_key key = { .dir = FG_DIR_META };
+	struct fg_policy_key key = {.dir = FG_DIR_META};
 	struct fg_policy_value value;
 
 	if (bpf_map_lookup_elem(map_fd, &key, &value) < 0)
@@ -146,8 +147,8 @@ int policy_map_generation(int map_fd, __u32 *generation)
 
 static int write_generation(int map_fd, __u32 generation)
 {
-	struct fg_policy_key key = { .dir = FG_DIR_META };
-	struct fg_policy_value value = { .action = FG_ACT_META, .rule_id = generation };
+	struct fg_policy_key key = {.dir = FG_DIR_META};
+	struct fg_policy_value value = {.action = FG_ACT_META, .rule_id = generation};
 
 	if (bpf_map_update_elem(map_fd, &key, &value, BPF_ANY) < 0)
 		return log_error_errno(-errno, "map '%s': cannot write generation %u",
@@ -168,7 +169,8 @@ static int next_generation(int slot_fd, __u32 *next)
 	if (fd >= 0) {
 		err = policy_map_generation(fd, &prev);
 		if (err)
-			return log_error_errno(err, "map '%s': the active map has no generation entry",
+			return log_error_errno(err,
+					       "map '%s': the active map has no generation entry",
 					       POLICY_MAP_NAME);
 	}
 	*next = prev + 1 ? prev + 1 : 1;

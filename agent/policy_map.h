@@ -23,8 +23,8 @@
 
 struct btf;
 
-#define POLICY_MAP_NAME "fg_policy"
-#define POLICY_SLOT_MAP_NAME "fg_policy_slot"
+#define POLICY_MAP_NAME		   "fg_policy"
+#define POLICY_SLOT_MAP_NAME	   "fg_policy_slot"
 #define POLICY_MAX_ENTRIES_DEFAULT 131072
 /*
  * Rules come and go by the thousand; no preallocation keeps an empty map
@@ -35,9 +35,9 @@ struct btf;
 
 /* What a new fg_policy map is made of. */
 struct policy_map_spec {
-	int btf_fd;		/* owned; released by policy_spec_release() */
-	__u32 key_type_id;	/* struct fg_policy_key in that BTF */
-	__u32 value_type_id;	/* struct fg_policy_value in that BTF */
+	int btf_fd;	     /* owned; released by policy_spec_release() */
+	__u32 key_type_id;   /* struct fg_policy_key in that BTF */
+	__u32 value_type_id; /* struct fg_policy_value in that BTF */
 	__u32 max_entries;
 };
 

@@ -122,7 +122,7 @@ int sys_cgroup_id(const char *path, __u64 *id)
 	union {
 		struct file_handle fh;
 		char buf[sizeof(struct file_handle) + sizeof(__u64)];
-	} h = { .fh.handle_bytes = sizeof(__u64) };
+	} h = {.fh.handle_bytes = sizeof(__u64)};
 	int mount_id;
 
 	if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mount_id, 0) < 0)
@@ -384,8 +384,8 @@ static __u64 now_ns(void)
 /* Counts the ticks of 100 ms and picks the closest of the rates Linux offers. */
 static int measure_hz(__u32 *hz)
 {
-	static const __u32 rates[] = { 100, 250, 300, 1000 };
-	struct timespec pause = { .tv_nsec = 100 * 1000 * 1000 };
+	static const __u32 rates[] = {100, 250, 300, 1000};
+	struct timespec pause = {.tv_nsec = 100 * 1000 * 1000};
 	unsigned long long j0, j1;
 	double measured, best = 1e9;
 	__u32 closest = 0;
@@ -430,7 +430,8 @@ int sys_kernel_hz(__u32 *hz)
 	}
 	err = measure_hz(hz);
 	if (err)
-		return log_error_errno(err, "cannot tell the kernel's HZ from its config or jiffies");
+		return log_error_errno(err,
+				       "cannot tell the kernel's HZ from its config or jiffies");
 	log_debug("kernel HZ measured as %u", *hz);
 	return 0;
 }

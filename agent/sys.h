@@ -14,8 +14,8 @@
 
 #include <linux/types.h>
 
-#define SYS_BPFFS_PATH "/sys/fs/bpf"
-#define SYS_RUN_DIR "/run/fedguard"
+#define SYS_BPFFS_PATH	      "/sys/fs/bpf"
+#define SYS_RUN_DIR	      "/run/fedguard"
 #define SYS_INSTANCE_NAME_MAX 64
 
 /* A cgroup2 mount: its mount point and the hierarchy directory shown there. */
@@ -26,9 +26,9 @@ struct sys_mount {
 
 /* A cgroup of the v2 hierarchy. */
 struct sys_cgroup {
-	char path[PATH_MAX];	/* absolute, symlinks resolved */
-	__u32 level;		/* path components below the hierarchy root */
-	__u64 id;		/* what bpf_get_current_cgroup_id() returns */
+	char path[PATH_MAX]; /* absolute, symlinks resolved */
+	__u32 level;	     /* path components below the hierarchy root */
+	__u64 id;	     /* what bpf_get_current_cgroup_id() returns */
 };
 
 /* Finds the first cgroup2 line of a mountinfo stream; -ENOENT if none. */

@@ -132,7 +132,8 @@ static int nl_dump_count(int sock)
 		len = recv(sock, buf, sizeof(buf), 0);
 		if (len < 0)
 			return -errno;
-		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (__u32)len); nh = NLMSG_NEXT(nh, len)) {
+		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (__u32)len);
+		     nh = NLMSG_NEXT(nh, len)) {
 			if (nh->nlmsg_type == NLMSG_DONE)
 				return count;
 			if (nh->nlmsg_type == NLMSG_ERROR) {
@@ -200,19 +201,23 @@ static void clsact_remove_if_empty(int ifindex, const char *name)
 
 	err = tc_clsact_empty(ifindex, &empty);
 	if (err) {
-		log_warn_errno(err, "interface '%s': left its clsact qdisc in place: cannot list its filters",
-			       name);
+		log_warn_errno(
+			err,
+			"interface '%s': left its clsact qdisc in place: cannot list its filters",
+			name);
 		return;
 	}
 	if (!empty) {
-		log_info("interface '%s': left its clsact qdisc in place: other filters use it", name);
+		log_info("interface '%s': left its clsact qdisc in place: other filters use it",
+			 name);
 		return;
 	}
 	err = bpf_tc_hook_destroy(&hook);
 	if (err)
 		log_warn_errno(err, "interface '%s': cannot remove its empty clsact qdisc", name);
 	else
-		log_info("interface '%s': removed its clsact qdisc, which had no filter left", name);
+		log_info("interface '%s': removed its clsact qdisc, which had no filter left",
+			 name);
 }
 
 static int detach_one(int ifindex, const char *name, enum tc_dir dir, __u32 handle)
@@ -229,16 +234,17 @@ static int detach_one(int ifindex, const char *name, enum tc_dir dir, __u32 hand
 		return log_warn_errno(err, "interface '%s': cannot query the TC %s filters", name,
 				      tc_dir_name(dir));
 	if (!prog_is_ours(prog_id)) {
-		log_warn("interface '%s': TC %s filter 0x%x runs program %u, not fedguard's: left alone",
-			 name, tc_dir_name(dir), handle, prog_id);
+		log_warn(
+			"interface '%s': TC %s filter 0x%x runs program %u, not fedguard's: left alone",
+			name, tc_dir_name(dir), handle, prog_id);
 		return 0;
 	}
 	err = bpf_tc_detach(&hook, &opts);
 	if (err)
 		return log_error_errno(err, "interface '%s': cannot detach the TC %s filter", name,
 				       tc_dir_name(dir));
-	log_info("interface '%s': detached the TC %s filter (program id %u)", name, tc_dir_name(dir),
-		 prog_id);
+	log_info("interface '%s': detached the TC %s filter (program id %u)", name,
+		 tc_dir_name(dir), prog_id);
 	return 1;
 }
 

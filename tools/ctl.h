@@ -15,17 +15,17 @@
 
 struct ctl {
 	const char *instance;
-	char pin_dir[PATH_MAX];		/* FG_PIN_ROOT/<instance> */
+	char pin_dir[PATH_MAX]; /* FG_PIN_ROOT/<instance> */
 	bool json;
 };
 
 struct ctl_cmd {
 	const char *name;
-	const char *args;		/* synopsis of the arguments, "" for none */
-	const char *help;		/* one line */
-	/* 0, CTL_USAGE or -errno; argv[0] is the command's name. */
+	const char *args; /* synopsis of the arguments, "" for none */
+	const char *help; /* one line */
+	/* 0, CTL_USAGE or -errno; argv: what follows the command and its options. */
 	int (*run)(struct ctl *ctl, int argc, char **argv);
-	const struct ctl_cmd *verbs;	/* an object's verbs, NULL-name terminated */
+	const struct ctl_cmd *verbs; /* an object's verbs, NULL-name terminated */
 };
 
 /* fedguardctl status: the pinned state of the instance. */

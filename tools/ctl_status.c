@@ -212,7 +212,7 @@ static int policy_describe(int map_fd, json_object *o, __u32 *id)
 	add_u64(o, "max_entries", info.max_entries);
 	if (policy_map_generation(map_fd, &gen) == 0) {
 		add_u64(o, "generation", gen);
-		entries--;	/* the generation entry is no rule */
+		entries--; /* the generation entry is no rule */
 	} else {
 		json_object_object_add(o, "generation", NULL);
 	}
@@ -329,7 +329,8 @@ static int collect_counters(const struct ctl *ctl, json_object *root)
 		struct fg_counter sum = {};
 
 		if (bpf_map_lookup_elem(fd, &key, v) < 0)
-			return log_error_errno(-errno, "map 'fg_counters': cannot read entry %u", key);
+			return log_error_errno(-errno, "map 'fg_counters': cannot read entry %u",
+					       key);
 		for (cpu = 0; cpu < ncpus; cpu++) {
 			sum.packets += v[cpu].packets;
 			sum.bytes += v[cpu].bytes;
@@ -366,7 +367,8 @@ static void print_prog(json_object *p)
 
 static void print_link(json_object *l)
 {
-	printf("  %-16s id %-6llu prog %-6llu ", jstr(l, "name"), ju64(l, "id"), ju64(l, "prog_id"));
+	printf("  %-16s id %-6llu prog %-6llu ", jstr(l, "name"), ju64(l, "id"),
+	       ju64(l, "prog_id"));
 	if (!jget(l, "cgroup_id"))
 		printf("%s\n", jstr(l, "type"));
 	else if (ju64(l, "cgroup_id"))
@@ -421,8 +423,7 @@ static void print_policy(json_object *p)
 static void print_counters(json_object *c)
 {
 	printf("counters:%29s %14s\n", "packets", "bytes");
-	json_object_object_foreach(c, name, v)
-	{
+	json_object_object_foreach (c, name, v) {
 		printf("  %-24s %11llu %14llu\n", name, ju64(v, "packets"), ju64(v, "bytes"));
 	}
 }

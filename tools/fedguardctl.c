@@ -19,9 +19,13 @@
 #define ARGS_DONE 2
 
 static const struct ctl_cmd commands[] = {
-	{ "status", "", "show programs, links, maps, policy, TC filters and counters",
-	  ctl_status, NULL },
-	{}
+	{
+		.name = "status",
+		.args = "",
+		.help = "show programs, links, maps, policy, TC filters and counters",
+		.run = ctl_status,
+	},
+	{},
 };
 
 enum {
@@ -30,11 +34,11 @@ enum {
 };
 
 static const struct option global_opts[] = {
-	{ "instance", required_argument, NULL, OPT_INSTANCE },
-	{ "json", no_argument, NULL, 'j' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "version", no_argument, NULL, OPT_VERSION },
-	{}
+	{"instance", required_argument, NULL, OPT_INSTANCE},
+	{"json", no_argument, NULL, 'j'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, OPT_VERSION},
+	{},
 };
 
 static const char options_help[] =
@@ -89,7 +93,7 @@ static int parse_leaf(struct ctl *ctl, const char *path, const struct ctl_cmd *c
 {
 	int c, r;
 
-	optind = 0;	/* a new argv for GNU getopt: rescan from argv[1] */
+	optind = 0; /* a new argv for GNU getopt: rescan from argv[1] */
 	while ((c = getopt_long(argc, argv, "jh", global_opts, NULL)) != -1) {
 		if (c == 'h') {
 			usage_cmd(stdout, path, cmd);
@@ -187,7 +191,7 @@ static int parse_global(struct ctl *ctl, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct ctl ctl = { .instance = "default" };
+	struct ctl ctl = {.instance = "default"};
 	int r;
 
 	/* 1. Global options; usage errors exit 2. */
