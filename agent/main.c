@@ -141,7 +141,7 @@ static int check_args(const struct args *a, int argc, char **argv)
 			a->opts.instance, SYS_INSTANCE_NAME_MAX);
 		return -EINVAL;
 	}
-	if (!a->uninstall && !a->opts.cgroup) {
+	if (!a->uninstall && (!a->opts.cgroup || !*a->opts.cgroup)) {
 		log_error("--cgroup PATH is required");
 		return -EINVAL;
 	}
