@@ -38,21 +38,12 @@ int loader_check_host(void)
 	return 0;
 }
 
-static int instance_check(const char *instance)
-{
-	if (sys_instance_name_valid(instance))
-		return 0;
-	log_error("instance name '%s' is invalid: use 1 to %d of [A-Za-z0-9_-] (bpffs refuses '.')",
-		  instance, SYS_INSTANCE_NAME_MAX);
-	return -EINVAL;
-}
-
 static int loader_new(const char *instance, struct loader **out)
 {
 	struct loader *l;
 	int err;
 
-	err = instance_check(instance);
+	err = sys_instance_check(instance);
 	if (err)
 		return err;
 	l = calloc(1, sizeof(*l));
@@ -689,7 +680,7 @@ int loader_uninstall(const char *instance)
 	bool found;
 	int err;
 
-	err = instance_check(instance);
+	err = sys_instance_check(instance);
 	if (err)
 		return err;
 	err = sys_lock_instance(instance, &lock_fd);

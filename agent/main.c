@@ -135,12 +135,8 @@ static int check_args(const struct args *a, int argc, char **argv)
 		log_error("unexpected argument '%s'", argv[optind]);
 		return -EINVAL;
 	}
-	if (!sys_instance_name_valid(a->opts.instance)) {
-		log_error(
-			"instance name '%s' is invalid: use 1 to %d of [A-Za-z0-9_-] (bpffs refuses '.')",
-			a->opts.instance, SYS_INSTANCE_NAME_MAX);
+	if (sys_instance_check(a->opts.instance))
 		return -EINVAL;
-	}
 	if (!a->uninstall && (!a->opts.cgroup || !*a->opts.cgroup)) {
 		log_error("--cgroup PATH is required");
 		return -EINVAL;

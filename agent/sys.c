@@ -246,6 +246,15 @@ bool sys_instance_name_valid(const char *name)
 	       len;
 }
 
+int sys_instance_check(const char *name)
+{
+	if (sys_instance_name_valid(name))
+		return 0;
+	log_error("instance name '%s' is invalid: use 1 to %d of [A-Za-z0-9_-] (bpffs refuses '.')",
+		  name, SYS_INSTANCE_NAME_MAX);
+	return -EINVAL;
+}
+
 static void lock_path(const char *instance, char *buf, size_t size)
 {
 	/* Instance names are validated: at most 64 characters, no '/'. */

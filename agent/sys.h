@@ -62,6 +62,9 @@ int sys_kernel_hz(__u32 *hz);
  */
 bool sys_instance_name_valid(const char *name);
 
+/* sys_instance_name_valid(), logging why a name is refused: 0 or -EINVAL. */
+int sys_instance_check(const char *name);
+
 /*
  * Takes /run/fedguard/<instance>.lock (flock, exclusive, non-blocking) and
  * writes our pid into it. -EBUSY, logged with the holder's pid, when another

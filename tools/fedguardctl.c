@@ -109,11 +109,8 @@ static int parse_leaf(struct ctl *ctl, const char *path, const struct ctl_cmd *c
 /* Validates the instance name and derives the pin directory. */
 static int ctl_prepare(struct ctl *ctl)
 {
-	if (!sys_instance_name_valid(ctl->instance)) {
-		log_error("instance name '%s' is invalid: use 1 to %d of [A-Za-z0-9_-]",
-			  ctl->instance, SYS_INSTANCE_NAME_MAX);
+	if (sys_instance_check(ctl->instance))
 		return CTL_USAGE;
-	}
 	return pin_path(ctl->pin_dir, sizeof(ctl->pin_dir), ctl->instance, NULL, NULL);
 }
 
