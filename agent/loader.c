@@ -664,8 +664,10 @@ static int uninstall_pinned(const char *instance, bool *found)
 		ctx.err = filters;
 	pin_path(dir, sizeof(dir), instance, NULL, NULL);
 	err = pin_remove_tree(dir);
-	if (err && err != -ENOENT && !ctx.err)
-		ctx.err = log_error_errno(err, "instance '%s': cannot remove '%s'", instance, dir);
+	if (err && err != -ENOENT) {
+		log_error_errno(err, "instance '%s': cannot remove '%s'", instance, dir);
+		ctx.err = ctx.err ? ctx.err : err;
+	}
 	/* The last instance gone leaves no empty FG_PIN_ROOT behind. */
 	rmdir(FG_PIN_ROOT);
 	if (ctx.err)
