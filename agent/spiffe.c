@@ -6,7 +6,7 @@
 
 #include "spiffe.h"
 
-#define SPIFFE_SCHEME "spiffe://"
+#define SPIFFE_SCHEME	  "spiffe://"
 #define SPIFFE_SCHEME_LEN (sizeof(SPIFFE_SCHEME) - 1)
 
 static const char *const spiffe_messages[] = {
@@ -43,18 +43,18 @@ static const struct {
 	const char *lead;
 	const char *tail;
 } spiffe_details[SPIFFE_ERR_MAX] = {
-	[SPIFFE_BAD_TRUST_DOMAIN_CHAR] = { "trust domain contains", " (allowed: a-z 0-9 . _ -)" },
-	[SPIFFE_PORT] = { "port separator", ": a trust domain has no port" },
-	[SPIFFE_USERINFO] = { "userinfo separator", ": a trust domain has no userinfo" },
-	[SPIFFE_EMPTY_SEGMENT] = { "empty path segment", "" },
-	[SPIFFE_DOT_SEGMENT] = { "relative path segment", ": not allowed in a SPIFFE ID" },
-	[SPIFFE_TRAILING_SLASH] = { "trailing", ": a SPIFFE ID path does not end in '/'" },
-	[SPIFFE_BAD_PATH_CHAR] = { "path contains", " (allowed: A-Z a-z 0-9 . _ -)" },
-	[SPIFFE_PERCENT_ENCODED] = { "percent-encoding", ": not allowed in a SPIFFE ID" },
-	[SPIFFE_QUERY] = { "query", ": a SPIFFE ID has no query" },
-	[SPIFFE_FRAGMENT] = { "fragment", ": a SPIFFE ID has no fragment" },
-	[SPIFFE_BAD_WILDCARD] = { "wildcard",
-				  ": only allowed as the whole last path segment ('/*')" },
+	[SPIFFE_BAD_TRUST_DOMAIN_CHAR] = {"trust domain contains", " (allowed: a-z 0-9 . _ -)"},
+	[SPIFFE_PORT] = {"port separator", ": a trust domain has no port"},
+	[SPIFFE_USERINFO] = {"userinfo separator", ": a trust domain has no userinfo"},
+	[SPIFFE_EMPTY_SEGMENT] = {"empty path segment", ""},
+	[SPIFFE_DOT_SEGMENT] = {"relative path segment", ": not allowed in a SPIFFE ID"},
+	[SPIFFE_TRAILING_SLASH] = {"trailing", ": a SPIFFE ID path does not end in '/'"},
+	[SPIFFE_BAD_PATH_CHAR] = {"path contains", " (allowed: A-Z a-z 0-9 . _ -)"},
+	[SPIFFE_PERCENT_ENCODED] = {"percent-encoding", ": not allowed in a SPIFFE ID"},
+	[SPIFFE_QUERY] = {"query", ": a SPIFFE ID has no query"},
+	[SPIFFE_FRAGMENT] = {"fragment", ": a SPIFFE ID has no fragment"},
+	[SPIFFE_BAD_WILDCARD] = {"wildcard",
+				 ": only allowed as the whole last path segment ('/*')"},
 };
 
 const char *spiffe_strerror(enum spiffe_err err)
@@ -66,8 +66,7 @@ const char *spiffe_strerror(enum spiffe_err err)
 
 static bool spiffe_td_char_ok(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-	       c == '-';
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
 static bool spiffe_path_char_ok(unsigned char c)
@@ -395,8 +394,7 @@ bool spiffe_pattern_match(const struct spiffe_pattern *pattern, const struct spi
 		return base->path_len == id->path_len &&
 		       memcmp(base->path, id->path, id->path_len) == 0;
 	/* strictly below: the base path, then '/' and at least one segment */
-	return id->path_len > base->path_len &&
-	       memcmp(base->path, id->path, base->path_len) == 0 &&
+	return id->path_len > base->path_len && memcmp(base->path, id->path, base->path_len) == 0 &&
 	       id->path[base->path_len] == '/';
 }
 

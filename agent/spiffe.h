@@ -24,31 +24,31 @@
 #include <stddef.h>
 
 enum {
-	SPIFFE_ID_MAX = 2048,		/* bytes of a whole ID or pattern */
-	SPIFFE_TRUST_DOMAIN_MAX = 255,	/* bytes of a trust domain name */
-	SPIFFE_WHY_MAX = 128,		/* a why buffer this size holds every message */
+	SPIFFE_ID_MAX = 2048,	       /* bytes of a whole ID or pattern */
+	SPIFFE_TRUST_DOMAIN_MAX = 255, /* bytes of a trust domain name */
+	SPIFFE_WHY_MAX = 128,	       /* a why buffer this size holds every message */
 };
 
 /* Why a string is not a SPIFFE ID (or pattern, or trust domain name). */
 enum spiffe_err {
 	SPIFFE_OK = 0,
-	SPIFFE_EMPTY,			/* NULL or "" */
-	SPIFFE_TOO_LONG,		/* more than SPIFFE_ID_MAX bytes */
-	SPIFFE_BAD_SCHEME,		/* does not start with "spiffe://" */
+	SPIFFE_EMPTY,	   /* NULL or "" */
+	SPIFFE_TOO_LONG,   /* more than SPIFFE_ID_MAX bytes */
+	SPIFFE_BAD_SCHEME, /* does not start with "spiffe://" */
 	SPIFFE_EMPTY_TRUST_DOMAIN,
-	SPIFFE_TRUST_DOMAIN_TOO_LONG,	/* more than SPIFFE_TRUST_DOMAIN_MAX bytes */
-	SPIFFE_BAD_TRUST_DOMAIN_CHAR,	/* a byte outside [a-z0-9._-] */
-	SPIFFE_TRUST_DOMAIN_IS_URI,	/* a URI where a bare trust domain name belongs */
-	SPIFFE_PORT,			/* ':' in the authority */
-	SPIFFE_USERINFO,		/* '@' in the authority */
-	SPIFFE_EMPTY_SEGMENT,		/* "//" in the path */
-	SPIFFE_DOT_SEGMENT,		/* a "." or ".." segment */
+	SPIFFE_TRUST_DOMAIN_TOO_LONG, /* more than SPIFFE_TRUST_DOMAIN_MAX bytes */
+	SPIFFE_BAD_TRUST_DOMAIN_CHAR, /* a byte outside [a-z0-9._-] */
+	SPIFFE_TRUST_DOMAIN_IS_URI,   /* a URI where a bare trust domain name belongs */
+	SPIFFE_PORT,		      /* ':' in the authority */
+	SPIFFE_USERINFO,	      /* '@' in the authority */
+	SPIFFE_EMPTY_SEGMENT,	      /* "//" in the path */
+	SPIFFE_DOT_SEGMENT,	      /* a "." or ".." segment */
 	SPIFFE_TRAILING_SLASH,
-	SPIFFE_BAD_PATH_CHAR,		/* a byte outside [a-zA-Z0-9._-] */
-	SPIFFE_PERCENT_ENCODED,		/* any '%' */
-	SPIFFE_QUERY,			/* any '?' */
-	SPIFFE_FRAGMENT,		/* any '#' */
-	SPIFFE_BAD_WILDCARD,		/* a pattern's '*' other than a whole last segment */
+	SPIFFE_BAD_PATH_CHAR,	/* a byte outside [a-zA-Z0-9._-] */
+	SPIFFE_PERCENT_ENCODED, /* any '%' */
+	SPIFFE_QUERY,		/* any '?' */
+	SPIFFE_FRAGMENT,	/* any '#' */
+	SPIFFE_BAD_WILDCARD,	/* a pattern's '*' other than a whole last segment */
 	SPIFFE_ERR_MAX,
 };
 

@@ -29,74 +29,74 @@ struct bad_input {
 	const char *in;
 	enum spiffe_err err;
 	size_t offset;
-	const char *mentions;	/* a part of the message that names the cause */
+	const char *mentions; /* a part of the message that names the cause */
 };
 
 static const struct good_id good_ids[] = {
-	{ "spiffe://td", "td", "" },
-	{ "spiffe://a/b", "a", "/b" },
-	{ "spiffe://example.org/ns/web", "example.org", "/ns/web" },
-	{ "spiffe://staging.example.com/payments/mysql", "staging.example.com", "/payments/mysql" },
-	{ "spiffe://k8s-west.example.com/ns/staging/sa/default", "k8s-west.example.com",
-	  "/ns/staging/sa/default" },
-	{ "spiffe://example.com/9eebccd2-12bf-40a6-b262-65fe0487d453", "example.com",
-	  "/9eebccd2-12bf-40a6-b262-65fe0487d453" },
-	{ "spiffe://a_b-c.0/AZ-az_09.x", "a_b-c.0", "/AZ-az_09.x" },
-	{ "spiffe://1.2.3.4/x", "1.2.3.4", "/x" },
-	{ "spiffe://td/UPPER/Case", "td", "/UPPER/Case" },
-	{ "spiffe://td/.../.x/x./..y", "td", "/.../.x/x./..y" },
-	{ "spiffe://-._/-/_", "-._", "/-/_" },
+	{"spiffe://td", "td", ""},
+	{"spiffe://a/b", "a", "/b"},
+	{"spiffe://example.org/ns/web", "example.org", "/ns/web"},
+	{"spiffe://staging.example.com/payments/mysql", "staging.example.com", "/payments/mysql"},
+	{"spiffe://k8s-west.example.com/ns/staging/sa/default", "k8s-west.example.com",
+	 "/ns/staging/sa/default"},
+	{"spiffe://example.com/9eebccd2-12bf-40a6-b262-65fe0487d453", "example.com",
+	 "/9eebccd2-12bf-40a6-b262-65fe0487d453"},
+	{"spiffe://a_b-c.0/AZ-az_09.x", "a_b-c.0", "/AZ-az_09.x"},
+	{"spiffe://1.2.3.4/x", "1.2.3.4", "/x"},
+	{"spiffe://td/UPPER/Case", "td", "/UPPER/Case"},
+	{"spiffe://td/.../.x/x./..y", "td", "/.../.x/x./..y"},
+	{"spiffe://-._/-/_", "-._", "/-/_"},
 };
 
 static const struct bad_input bad_ids[] = {
-	{ "", SPIFFE_EMPTY, 0, "empty" },
-	{ "SPIFFE://td/x", SPIFFE_BAD_SCHEME, 0, "scheme 'SPIFFE://' must be lowercase" },
-	{ "Spiffe://td/x", SPIFFE_BAD_SCHEME, 0, "scheme 'Spiffe://' must be lowercase" },
-	{ "spiffe:/td", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'" },
-	{ "spiffe:td/x", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'" },
-	{ "https://td/x", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'" },
-	{ " spiffe://td/x", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'" },
-	{ "td/x", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'" },
-	{ "spiffe://", SPIFFE_EMPTY_TRUST_DOMAIN, 9, "trust domain is empty" },
-	{ "spiffe:///x", SPIFFE_EMPTY_TRUST_DOMAIN, 9, "trust domain is empty" },
-	{ "spiffe://?x", SPIFFE_EMPTY_TRUST_DOMAIN, 9, "trust domain is empty" },
-	{ "spiffe://TD/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 9, "'T' at offset 9" },
-	{ "spiffe://exAmple.org", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 11, "'A' at offset 11" },
-	{ "spiffe://[::1]/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 9, "'[' at offset 9" },
-	{ "spiffe://t d/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 10, "' ' at offset 10" },
-	{ "spiffe://t\xc3\xa9/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 10, "byte 0xc3 at offset 10" },
-	{ "spiffe://td*/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 11, "'*' at offset 11" },
-	{ "spiffe://td:443/x", SPIFFE_PORT, 11, "':' at offset 11" },
-	{ "spiffe://td:/x", SPIFFE_PORT, 11, "':' at offset 11" },
-	{ "spiffe://user@td/x", SPIFFE_USERINFO, 13, "'@' at offset 13" },
-	{ "spiffe://user:pw@td/x", SPIFFE_USERINFO, 16, "'@' at offset 16" },
-	{ "spiffe://@td", SPIFFE_USERINFO, 9, "'@' at offset 9" },
-	{ "spiffe://td/a%20b", SPIFFE_PERCENT_ENCODED, 13, "'%' at offset 13" },
-	{ "spiffe://t%64/x", SPIFFE_PERCENT_ENCODED, 10, "'%' at offset 10" },
-	{ "spiffe://td/x?y", SPIFFE_QUERY, 13, "'?' at offset 13" },
-	{ "spiffe://td?y", SPIFFE_QUERY, 11, "'?' at offset 11" },
-	{ "spiffe://td/x#y", SPIFFE_FRAGMENT, 13, "'#' at offset 13" },
-	{ "spiffe://td#y", SPIFFE_FRAGMENT, 11, "'#' at offset 11" },
-	{ "spiffe://td//x", SPIFFE_EMPTY_SEGMENT, 11, "'//' at offset 11" },
-	{ "spiffe://td/x//y", SPIFFE_EMPTY_SEGMENT, 13, "'//' at offset 13" },
-	{ "spiffe://td/./x", SPIFFE_DOT_SEGMENT, 12, "'.' at offset 12" },
-	{ "spiffe://td/x/..", SPIFFE_DOT_SEGMENT, 14, "'..' at offset 14" },
-	{ "spiffe://td/.", SPIFFE_DOT_SEGMENT, 12, "'.' at offset 12" },
-	{ "spiffe://td/../x", SPIFFE_DOT_SEGMENT, 12, "'..' at offset 12" },
-	{ "spiffe://td/x/", SPIFFE_TRAILING_SLASH, 13, "'/' at offset 13" },
-	{ "spiffe://td/", SPIFFE_TRAILING_SLASH, 11, "'/' at offset 11" },
-	{ "spiffe://td/a b", SPIFFE_BAD_PATH_CHAR, 13, "' ' at offset 13" },
-	{ "spiffe://td/a:b", SPIFFE_BAD_PATH_CHAR, 13, "':' at offset 13" },
-	{ "spiffe://td/a@b", SPIFFE_BAD_PATH_CHAR, 13, "'@' at offset 13" },
-	{ "spiffe://td/a\\b", SPIFFE_BAD_PATH_CHAR, 13, "'\\' at offset 13" },
-	{ "spiffe://td/*", SPIFFE_BAD_PATH_CHAR, 12, "'*' at offset 12" },
-	{ "spiffe://td/caf\xc3\xa9", SPIFFE_BAD_PATH_CHAR, 15, "byte 0xc3 at offset 15" },
-	{ "spiffe://td/a\tb", SPIFFE_BAD_PATH_CHAR, 13, "byte 0x09 at offset 13" },
-	{ "spiffe://td/x\n", SPIFFE_BAD_PATH_CHAR, 13, "byte 0x0a at offset 13" },
+	{"", SPIFFE_EMPTY, 0, "empty"},
+	{"SPIFFE://td/x", SPIFFE_BAD_SCHEME, 0, "scheme 'SPIFFE://' must be lowercase"},
+	{"Spiffe://td/x", SPIFFE_BAD_SCHEME, 0, "scheme 'Spiffe://' must be lowercase"},
+	{"spiffe:/td", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'"},
+	{"spiffe:td/x", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'"},
+	{"https://td/x", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'"},
+	{" spiffe://td/x", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'"},
+	{"td/x", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'"},
+	{"spiffe://", SPIFFE_EMPTY_TRUST_DOMAIN, 9, "trust domain is empty"},
+	{"spiffe:///x", SPIFFE_EMPTY_TRUST_DOMAIN, 9, "trust domain is empty"},
+	{"spiffe://?x", SPIFFE_EMPTY_TRUST_DOMAIN, 9, "trust domain is empty"},
+	{"spiffe://TD/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 9, "'T' at offset 9"},
+	{"spiffe://exAmple.org", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 11, "'A' at offset 11"},
+	{"spiffe://[::1]/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 9, "'[' at offset 9"},
+	{"spiffe://t d/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 10, "' ' at offset 10"},
+	{"spiffe://t\xc3\xa9/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 10, "byte 0xc3 at offset 10"},
+	{"spiffe://td*/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 11, "'*' at offset 11"},
+	{"spiffe://td:443/x", SPIFFE_PORT, 11, "':' at offset 11"},
+	{"spiffe://td:/x", SPIFFE_PORT, 11, "':' at offset 11"},
+	{"spiffe://user@td/x", SPIFFE_USERINFO, 13, "'@' at offset 13"},
+	{"spiffe://user:pw@td/x", SPIFFE_USERINFO, 16, "'@' at offset 16"},
+	{"spiffe://@td", SPIFFE_USERINFO, 9, "'@' at offset 9"},
+	{"spiffe://td/a%20b", SPIFFE_PERCENT_ENCODED, 13, "'%' at offset 13"},
+	{"spiffe://t%64/x", SPIFFE_PERCENT_ENCODED, 10, "'%' at offset 10"},
+	{"spiffe://td/x?y", SPIFFE_QUERY, 13, "'?' at offset 13"},
+	{"spiffe://td?y", SPIFFE_QUERY, 11, "'?' at offset 11"},
+	{"spiffe://td/x#y", SPIFFE_FRAGMENT, 13, "'#' at offset 13"},
+	{"spiffe://td#y", SPIFFE_FRAGMENT, 11, "'#' at offset 11"},
+	{"spiffe://td//x", SPIFFE_EMPTY_SEGMENT, 11, "'//' at offset 11"},
+	{"spiffe://td/x//y", SPIFFE_EMPTY_SEGMENT, 13, "'//' at offset 13"},
+	{"spiffe://td/./x", SPIFFE_DOT_SEGMENT, 12, "'.' at offset 12"},
+	{"spiffe://td/x/..", SPIFFE_DOT_SEGMENT, 14, "'..' at offset 14"},
+	{"spiffe://td/.", SPIFFE_DOT_SEGMENT, 12, "'.' at offset 12"},
+	{"spiffe://td/../x", SPIFFE_DOT_SEGMENT, 12, "'..' at offset 12"},
+	{"spiffe://td/x/", SPIFFE_TRAILING_SLASH, 13, "'/' at offset 13"},
+	{"spiffe://td/", SPIFFE_TRAILING_SLASH, 11, "'/' at offset 11"},
+	{"spiffe://td/a b", SPIFFE_BAD_PATH_CHAR, 13, "' ' at offset 13"},
+	{"spiffe://td/a:b", SPIFFE_BAD_PATH_CHAR, 13, "':' at offset 13"},
+	{"spiffe://td/a@b", SPIFFE_BAD_PATH_CHAR, 13, "'@' at offset 13"},
+	{"spiffe://td/a\\b", SPIFFE_BAD_PATH_CHAR, 13, "'\\' at offset 13"},
+	{"spiffe://td/*", SPIFFE_BAD_PATH_CHAR, 12, "'*' at offset 12"},
+	{"spiffe://td/caf\xc3\xa9", SPIFFE_BAD_PATH_CHAR, 15, "byte 0xc3 at offset 15"},
+	{"spiffe://td/a\tb", SPIFFE_BAD_PATH_CHAR, 13, "byte 0x09 at offset 13"},
+	{"spiffe://td/x\n", SPIFFE_BAD_PATH_CHAR, 13, "byte 0x0a at offset 13"},
 	/* several rules broken: the leftmost is reported */
-	{ "spiffe://td//x?y", SPIFFE_EMPTY_SEGMENT, 11, "'//' at offset 11" },
-	{ "spiffe://td/x?y/", SPIFFE_QUERY, 13, "'?' at offset 13" },
-	{ "spiffe://Td:1/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 9, "'T' at offset 9" },
+	{"spiffe://td//x?y", SPIFFE_EMPTY_SEGMENT, 11, "'//' at offset 11"},
+	{"spiffe://td/x?y/", SPIFFE_QUERY, 13, "'?' at offset 13"},
+	{"spiffe://Td:1/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 9, "'T' at offset 9"},
 };
 
 /* A copy of s in a heap block of exactly its size; NULL stays NULL. */
@@ -127,7 +127,7 @@ static char *make_string(const char *prefix, char fill, size_t len)
 
 static void expect_good_id(const char *in, const char *td, const char *path)
 {
-	struct spiffe_id id = { 0 };
+	struct spiffe_id id = {0};
 	char why[] = "untouched";
 	char *s = exact_copy(in);
 	size_t off = 4242;
@@ -149,7 +149,7 @@ static void expect_good_id(const char *in, const char *td, const char *path)
 
 static void expect_bad_id(const struct bad_input *c)
 {
-	const struct spiffe_id sentinel = { "sentinel", 8, "/sentinel", 9 };
+	const struct spiffe_id sentinel = {"sentinel", 8, "/sentinel", 9};
 	struct spiffe_id id = sentinel;
 	char *s = exact_copy(c->in);
 	char why[512] = "";
@@ -188,7 +188,7 @@ Test(spiffe, invalid_ids)
 
 Test(spiffe, null_is_empty)
 {
-	struct bad_input c = { NULL, SPIFFE_EMPTY, 0, "empty" };
+	struct bad_input c = {NULL, SPIFFE_EMPTY, 0, "empty"};
 
 	expect_bad_id(&c);
 }
@@ -198,7 +198,7 @@ Test(spiffe, length_limit_is_2048_bytes)
 	char *at_max = make_string("spiffe://td/", 'a', SPIFFE_ID_MAX);
 	char *over = make_string("spiffe://td/", 'a', SPIFFE_ID_MAX + 1);
 	char *over_bad_scheme = make_string("http://td/", 'a', SPIFFE_ID_MAX + 1);
-	struct bad_input c = { over, SPIFFE_TOO_LONG, SPIFFE_ID_MAX, "2048 bytes" };
+	struct bad_input c = {over, SPIFFE_TOO_LONG, SPIFFE_ID_MAX, "2048 bytes"};
 
 	expect_good_id(at_max, "td", at_max + strlen("spiffe://td"));
 	expect_bad_id(&c);
@@ -215,8 +215,8 @@ Test(spiffe, trust_domain_limit_is_255_bytes)
 	char *td_max = make_string("", 'a', SPIFFE_TRUST_DOMAIN_MAX);
 	char *td_over = make_string("", 'a', SPIFFE_TRUST_DOMAIN_MAX + 1);
 	char id_max[512], id_over[512];
-	struct bad_input c = { id_over, SPIFFE_TRUST_DOMAIN_TOO_LONG, 9 + SPIFFE_TRUST_DOMAIN_MAX,
-			       "255 bytes" };
+	struct bad_input c = {id_over, SPIFFE_TRUST_DOMAIN_TOO_LONG, 9 + SPIFFE_TRUST_DOMAIN_MAX,
+			      "255 bytes"};
 
 	snprintf(id_max, sizeof(id_max), "spiffe://%s/x", td_max);
 	snprintf(id_over, sizeof(id_over), "spiffe://%s/x", td_over);
@@ -248,42 +248,42 @@ Test(spiffe, strerror_names_every_reason)
 					  "reasons %d and %d share a message", i, j);
 	}
 	cr_expect_str_eq(spiffe_strerror(SPIFFE_ERR_MAX), "unknown SPIFFE ID error");
-	cr_expect_str_eq(spiffe_strerror((enum spiffe_err)-1), "unknown SPIFFE ID error");
+	cr_expect_str_eq(spiffe_strerror((enum spiffe_err) - 1), "unknown SPIFFE ID error");
 }
 
 struct good_pattern {
 	const char *in;
 	bool subtree;
 	const char *td;
-	const char *path;	/* of the base, without the '*' segment */
+	const char *path; /* of the base, without the '*' segment */
 };
 
 static const struct good_pattern good_patterns[] = {
-	{ "spiffe://td/ns/web/*", true, "td", "/ns/web" },
-	{ "spiffe://td/ns/web", false, "td", "/ns/web" },
-	{ "spiffe://td", false, "td", "" },
-	{ "spiffe://td/*", true, "td", "" },
-	{ "spiffe://example.org/a.b/*", true, "example.org", "/a.b" },
+	{"spiffe://td/ns/web/*", true, "td", "/ns/web"},
+	{"spiffe://td/ns/web", false, "td", "/ns/web"},
+	{"spiffe://td", false, "td", ""},
+	{"spiffe://td/*", true, "td", ""},
+	{"spiffe://example.org/a.b/*", true, "example.org", "/a.b"},
 };
 
 static const struct bad_input bad_patterns[] = {
-	{ "spiffe://td/ns/*/x", SPIFFE_BAD_WILDCARD, 15, "'*' at offset 15" },
-	{ "spiffe://td/ns/web*", SPIFFE_BAD_WILDCARD, 18, "'*' at offset 18" },
-	{ "spiffe://td/*x", SPIFFE_BAD_WILDCARD, 12, "'*' at offset 12" },
-	{ "spiffe://td/**", SPIFFE_BAD_WILDCARD, 12, "'*' at offset 12" },
-	{ "spiffe://td/*/", SPIFFE_BAD_WILDCARD, 12, "'*' at offset 12" },
-	{ "spiffe://*.td/x", SPIFFE_BAD_WILDCARD, 9, "'*' at offset 9" },
-	{ "spiffe://td*", SPIFFE_BAD_WILDCARD, 11, "'*' at offset 11" },
-	{ "spiffe://*", SPIFFE_BAD_WILDCARD, 9, "'*' at offset 9" },
-	{ "*", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'" },
-	{ "SPIFFE://td/*", SPIFFE_BAD_SCHEME, 0, "must be lowercase" },
-	{ "spiffe://TD/*", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 9, "'T' at offset 9" },
-	{ "spiffe://td/ns//*", SPIFFE_EMPTY_SEGMENT, 14, "'//' at offset 14" },
-	{ "spiffe://td/../*", SPIFFE_DOT_SEGMENT, 12, "'..' at offset 12" },
-	{ "spiffe://td/ns/web/", SPIFFE_TRAILING_SLASH, 18, "'/' at offset 18" },
-	{ "spiffe://td/x?*", SPIFFE_QUERY, 13, "'?' at offset 13" },
-	{ "spiffe://td/%2A", SPIFFE_PERCENT_ENCODED, 12, "'%' at offset 12" },
-	{ "", SPIFFE_EMPTY, 0, "empty" },
+	{"spiffe://td/ns/*/x", SPIFFE_BAD_WILDCARD, 15, "'*' at offset 15"},
+	{"spiffe://td/ns/web*", SPIFFE_BAD_WILDCARD, 18, "'*' at offset 18"},
+	{"spiffe://td/*x", SPIFFE_BAD_WILDCARD, 12, "'*' at offset 12"},
+	{"spiffe://td/**", SPIFFE_BAD_WILDCARD, 12, "'*' at offset 12"},
+	{"spiffe://td/*/", SPIFFE_BAD_WILDCARD, 12, "'*' at offset 12"},
+	{"spiffe://*.td/x", SPIFFE_BAD_WILDCARD, 9, "'*' at offset 9"},
+	{"spiffe://td*", SPIFFE_BAD_WILDCARD, 11, "'*' at offset 11"},
+	{"spiffe://*", SPIFFE_BAD_WILDCARD, 9, "'*' at offset 9"},
+	{"*", SPIFFE_BAD_SCHEME, 0, "does not start with 'spiffe://'"},
+	{"SPIFFE://td/*", SPIFFE_BAD_SCHEME, 0, "must be lowercase"},
+	{"spiffe://TD/*", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 9, "'T' at offset 9"},
+	{"spiffe://td/ns//*", SPIFFE_EMPTY_SEGMENT, 14, "'//' at offset 14"},
+	{"spiffe://td/../*", SPIFFE_DOT_SEGMENT, 12, "'..' at offset 12"},
+	{"spiffe://td/ns/web/", SPIFFE_TRAILING_SLASH, 18, "'/' at offset 18"},
+	{"spiffe://td/x?*", SPIFFE_QUERY, 13, "'?' at offset 13"},
+	{"spiffe://td/%2A", SPIFFE_PERCENT_ENCODED, 12, "'%' at offset 12"},
+	{"", SPIFFE_EMPTY, 0, "empty"},
 };
 
 Test(spiffe, valid_patterns)
@@ -360,42 +360,42 @@ struct match_case {
 
 static const struct match_case match_cases[] = {
 	/* exact */
-	{ "spiffe://td/ns/web", "spiffe://td/ns/web", true },
-	{ "spiffe://td/ns/web", "spiffe://td/ns/web/a", false },
-	{ "spiffe://td/ns/web", "spiffe://td/ns/we", false },
-	{ "spiffe://td/ns/web", "spiffe://td/ns/webx", false },
-	{ "spiffe://td/ns/web", "spiffe://td/NS/web", false },
-	{ "spiffe://td/ns/web", "spiffe://other/ns/web", false },
-	{ "spiffe://td/ns/web", "spiffe://td", false },
+	{"spiffe://td/ns/web", "spiffe://td/ns/web", true},
+	{"spiffe://td/ns/web", "spiffe://td/ns/web/a", false},
+	{"spiffe://td/ns/web", "spiffe://td/ns/we", false},
+	{"spiffe://td/ns/web", "spiffe://td/ns/webx", false},
+	{"spiffe://td/ns/web", "spiffe://td/NS/web", false},
+	{"spiffe://td/ns/web", "spiffe://other/ns/web", false},
+	{"spiffe://td/ns/web", "spiffe://td", false},
 	/* strictly below */
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns/web/a", true },
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns/web/a/b/c", true },
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns/web", false },
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns/webx", false },
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns/webx/a", false },
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns", false },
-	{ "spiffe://td/ns/web/*", "spiffe://td2/ns/web/a", false },
-	{ "spiffe://td/ns/web/*", "spiffe://t/ns/web/a", false },
-	{ "spiffe://td/ns/web/*", "spiffe://td.evil/ns/web/a", false },
+	{"spiffe://td/ns/web/*", "spiffe://td/ns/web/a", true},
+	{"spiffe://td/ns/web/*", "spiffe://td/ns/web/a/b/c", true},
+	{"spiffe://td/ns/web/*", "spiffe://td/ns/web", false},
+	{"spiffe://td/ns/web/*", "spiffe://td/ns/webx", false},
+	{"spiffe://td/ns/web/*", "spiffe://td/ns/webx/a", false},
+	{"spiffe://td/ns/web/*", "spiffe://td/ns", false},
+	{"spiffe://td/ns/web/*", "spiffe://td2/ns/web/a", false},
+	{"spiffe://td/ns/web/*", "spiffe://t/ns/web/a", false},
+	{"spiffe://td/ns/web/*", "spiffe://td.evil/ns/web/a", false},
 	/* the trust domain's own ID */
-	{ "spiffe://td", "spiffe://td", true },
-	{ "spiffe://td", "spiffe://td/x", false },
-	{ "spiffe://td", "spiffe://tdx", false },
-	{ "spiffe://td/*", "spiffe://td/x", true },
-	{ "spiffe://td/*", "spiffe://td/x/y", true },
-	{ "spiffe://td/*", "spiffe://td", false },
-	{ "spiffe://td/*", "spiffe://tdx/x", false },
+	{"spiffe://td", "spiffe://td", true},
+	{"spiffe://td", "spiffe://td/x", false},
+	{"spiffe://td", "spiffe://tdx", false},
+	{"spiffe://td/*", "spiffe://td/x", true},
+	{"spiffe://td/*", "spiffe://td/x/y", true},
+	{"spiffe://td/*", "spiffe://td", false},
+	{"spiffe://td/*", "spiffe://tdx/x", false},
 	/* an invalid side never matches, even where the bytes would */
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns/web/../../admin", false },
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns/web//a", false },
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns/web/a/", false },
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns/web/*", false },
-	{ "spiffe://td/ns/web/*", "spiffe://td/ns/web/a?b", false },
-	{ "spiffe://td/ns/*/web", "spiffe://td/ns/x/web", false },
-	{ "spiffe://TD/x", "spiffe://TD/x", false },
-	{ "spiffe://td/x/", "spiffe://td/x/", false },
-	{ NULL, "spiffe://td", false },
-	{ "spiffe://td", NULL, false },
+	{"spiffe://td/ns/web/*", "spiffe://td/ns/web/../../admin", false},
+	{"spiffe://td/ns/web/*", "spiffe://td/ns/web//a", false},
+	{"spiffe://td/ns/web/*", "spiffe://td/ns/web/a/", false},
+	{"spiffe://td/ns/web/*", "spiffe://td/ns/web/*", false},
+	{"spiffe://td/ns/web/*", "spiffe://td/ns/web/a?b", false},
+	{"spiffe://td/ns/*/web", "spiffe://td/ns/x/web", false},
+	{"spiffe://TD/x", "spiffe://TD/x", false},
+	{"spiffe://td/x/", "spiffe://td/x/", false},
+	{NULL, "spiffe://td", false},
+	{"spiffe://td", NULL, false},
 };
 
 Test(spiffe, match)
@@ -432,19 +432,19 @@ static const char *const good_tds[] = {
 };
 
 static const struct bad_input bad_tds[] = {
-	{ "", SPIFFE_EMPTY_TRUST_DOMAIN, 0, "trust domain is empty" },
-	{ "Example.org", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 0, "'E' at offset 0" },
-	{ "example.org:443", SPIFFE_PORT, 11, "':' at offset 11" },
-	{ "user@example.org", SPIFFE_USERINFO, 4, "'@' at offset 4" },
-	{ "spiffe://example.org", SPIFFE_TRUST_DOMAIN_IS_URI, 0, "bare trust domain name" },
-	{ "SPIFFE://example.org/x", SPIFFE_TRUST_DOMAIN_IS_URI, 0, "not a URI" },
-	{ "example.org/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 11, "'/' at offset 11" },
-	{ "ex%41mple", SPIFFE_PERCENT_ENCODED, 2, "'%' at offset 2" },
-	{ "td?x", SPIFFE_QUERY, 2, "'?' at offset 2" },
-	{ "td#x", SPIFFE_FRAGMENT, 2, "'#' at offset 2" },
-	{ "t d", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 1, "' ' at offset 1" },
-	{ "*.example.org", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 0, "'*' at offset 0" },
-	{ "caf\xc3\xa9", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 3, "byte 0xc3 at offset 3" },
+	{"", SPIFFE_EMPTY_TRUST_DOMAIN, 0, "trust domain is empty"},
+	{"Example.org", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 0, "'E' at offset 0"},
+	{"example.org:443", SPIFFE_PORT, 11, "':' at offset 11"},
+	{"user@example.org", SPIFFE_USERINFO, 4, "'@' at offset 4"},
+	{"spiffe://example.org", SPIFFE_TRUST_DOMAIN_IS_URI, 0, "bare trust domain name"},
+	{"SPIFFE://example.org/x", SPIFFE_TRUST_DOMAIN_IS_URI, 0, "not a URI"},
+	{"example.org/x", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 11, "'/' at offset 11"},
+	{"ex%41mple", SPIFFE_PERCENT_ENCODED, 2, "'%' at offset 2"},
+	{"td?x", SPIFFE_QUERY, 2, "'?' at offset 2"},
+	{"td#x", SPIFFE_FRAGMENT, 2, "'#' at offset 2"},
+	{"t d", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 1, "' ' at offset 1"},
+	{"*.example.org", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 0, "'*' at offset 0"},
+	{"caf\xc3\xa9", SPIFFE_BAD_TRUST_DOMAIN_CHAR, 3, "byte 0xc3 at offset 3"},
 };
 
 Test(spiffe, valid_trust_domains)
@@ -470,8 +470,8 @@ Test(spiffe, valid_trust_domains)
 Test(spiffe, invalid_trust_domains)
 {
 	char *td_over = make_string("", 'z', SPIFFE_TRUST_DOMAIN_MAX + 1);
-	struct bad_input over = { td_over, SPIFFE_TRUST_DOMAIN_TOO_LONG, SPIFFE_TRUST_DOMAIN_MAX,
-				  "255 bytes" };
+	struct bad_input over = {td_over, SPIFFE_TRUST_DOMAIN_TOO_LONG, SPIFFE_TRUST_DOMAIN_MAX,
+				 "255 bytes"};
 	const struct bad_input *c;
 	char why[512], *td;
 	enum spiffe_err err;
@@ -512,17 +512,17 @@ Test(spiffe, in_trust_domain)
 }
 
 static const struct match_case td_match_cases[] = {
-	{ "example.org", "spiffe://example.org", true },
-	{ "example.org", "spiffe://example.org/a/b", true },
-	{ "example.org", "spiffe://example.org.evil/x", false },
-	{ "example.org", "spiffe://evil.example.org/x", false },
-	{ "example", "spiffe://example.org/x", false },
-	{ "example.org", "spiffe://EXAMPLE.org/x", false },
-	{ "Example.org", "spiffe://example.org/x", false },
-	{ "example.org", "spiffe://example.org/", false },
-	{ "example.org", "spiffe://user@example.org/x", false },
-	{ NULL, "spiffe://example.org", false },
-	{ "example.org", NULL, false },
+	{"example.org", "spiffe://example.org", true},
+	{"example.org", "spiffe://example.org/a/b", true},
+	{"example.org", "spiffe://example.org.evil/x", false},
+	{"example.org", "spiffe://evil.example.org/x", false},
+	{"example", "spiffe://example.org/x", false},
+	{"example.org", "spiffe://EXAMPLE.org/x", false},
+	{"Example.org", "spiffe://example.org/x", false},
+	{"example.org", "spiffe://example.org/", false},
+	{"example.org", "spiffe://user@example.org/x", false},
+	{NULL, "spiffe://example.org", false},
+	{"example.org", NULL, false},
 };
 
 Test(spiffe, match_trust_domain)
