@@ -6,16 +6,25 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
+#include "addr.h"
+#include "agent.h"
 #include "cleanup.h"
+#include "control.h"
+#include "datapath.h"
 #include "loader.h"
 #include "log.h"
 #include "policy_map.h"
 #include "sys.h"
+
+#define STATE_DIR_ROOT "/var/lib/fedguard"
 
 #define EXIT_USAGE 2
 /* parse_args(): the arguments asked for --help or --version, already printed. */
@@ -26,6 +35,10 @@ struct args {
 	const char **ifaces; /* argv strings, for opts.ifaces */
 	enum log_level level;
 	bool uninstall;
+	const char *state_dir;	    /* default STATE_DIR_ROOT/<instance> */
+	const char *control_socket; /* default /run/fedguard/<instance>.sock */
+	const char *control_group;
+	__u8 node[16];		    /* --node-address */
 };
 
 static void usage(FILE *out)
@@ -44,6 +57,11 @@ static void usage(FILE *out)
 		"  --iface NAME               attach the TC perimeter to NAME (repeatable)\n"
 		"  --auth-syn-rto-ms N        SYN RTO of sockets waiting for mTLS (default %u)\n"
 		"  --policy-max-entries N     size of fg_policy maps created (default %u)\n"
+		"  --state-dir DIR            registrations and policy (default\n"
+		"                             /var/lib/fedguard/NAME)\n"
+		"  --control-socket PATH      control socket (default /run/fedguard/NAME.sock)\n"
+		"  --control-group GROUP      members of GROUP may use the control socket too\n"
+		"  --node-address ADDR        this node's address, as peers reach it\n"
 		"  --uninstall                detach and unpin everything of the instance\n"
 		"  -v, --verbose              more output (twice: libbpf debug output)\n"
 		"  -q, --quiet                errors only\n"
@@ -75,6 +93,10 @@ enum {
 	OPT_POLICY_MAX_ENTRIES,
 	OPT_UNINSTALL,
 	OPT_VERSION,
+	OPT_STATE_DIR,
+	OPT_CONTROL_SOCKET,
+	OPT_CONTROL_GROUP,
+	OPT_NODE_ADDRESS,
 };
 
 static const struct option long_opts[] = {
@@ -88,6 +110,10 @@ static const struct option long_opts[] = {
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, OPT_VERSION},
+	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+	{"control-socket", required_argument, NULL, OPT_CONTROL_SOCKET},
+	{"control-group", required_argument, NULL, OPT_CONTROL_GROUP},
+	{"node-address", required_argument, NULL, OPT_NODE_ADDRESS},
 	{},
 };
 
@@ -111,6 +137,22 @@ static int parse_opt(int c, struct args *a)
 				 &a->opts.policy_max_entries);
 	case OPT_UNINSTALL:
 		a->uninstall = true;
+		return 0;
+	case OPT_STATE_DIR:
+		a->state_dir = optarg;
+		return 0;
+	case OPT_CONTROL_SOCKET:
+		a->control_socket = optarg;
+		return 0;
+	case OPT_CONTROL_GROUP:
+		a->control_group = optarg;
+		return 0;
+	case OPT_NODE_ADDRESS:
+		if (addr_parse_node(optarg, a->node)) {
+			log_error("option --node-address: '%s' is not an IPv4 or IPv6 address",
+				  optarg);
+			return -EINVAL;
+		}
 		return 0;
 	case 'v':
 		a->level = a->level < FG_LOG_TRACE ? a->level + 1 : FG_LOG_TRACE;
@@ -167,22 +209,39 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return check_args(a, argc, argv);
 }
 
-static void block_stop_signals(sigset_t *set)
+static int block_stop_signals(void)
 {
-	sigemptyset(set);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGINT);
-	sigprocmask(SIG_BLOCK, set, NULL);
+	sigset_t set;
+	int fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	fd = signalfd(-1, &set, SFD_CLOEXEC);
+	return fd < 0 ? log_error_errno(-errno, "signalfd") : fd;
 }
 
-static int wait_for_stop(const sigset_t *set)
+/* Serves the control socket until SIGTERM or SIGINT; returns the signal. */
+static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 {
-	int sig;
+	struct pollfd p[2] = { { .fd = sig_fd, .events = POLLIN },
+			       { .fd = srv->fd, .events = POLLIN } };
+	struct signalfd_siginfo si;
 
-	do
-		sig = sigwaitinfo(set, NULL);
-	while (sig < 0 && errno == EINTR);
-	return sig;
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return log_error_errno(-errno, "poll");
+		}
+		if (p[0].revents & POLLIN) {
+			if (read(sig_fd, &si, sizeof(si)) == sizeof(si))
+				return (int)si.ssi_signo;
+		}
+		if (p[1].revents & POLLIN)
+			control_serve(srv, agent_commands, ag);
+	}
 }
 
 static void args_free(struct args *a)
@@ -190,11 +249,38 @@ static void args_free(struct args *a)
 	free(a->ifaces);
 }
 
+/* Registrations, the maps derived from them, and the control socket. */
+static int agent_start(struct args *a, struct loader *l, struct agent *ag,
+		       struct control_server *srv)
+{
+	char path[PATH_MAX];
+	int r;
+
+	*ag = (struct agent){ .instance = a->opts.instance, .loader = l };
+	snprintf(ag->state_dir, sizeof(ag->state_dir), "%s", a->state_dir ? a->state_dir : "");
+	if (!a->state_dir)
+		snprintf(ag->state_dir, sizeof(ag->state_dir), "%s/%s", STATE_DIR_ROOT,
+			 a->opts.instance);
+	r = datapath_open(&ag->dp, l, a->node, a->opts.policy_max_entries);
+	if (r)
+		return r;
+	r = agent_restore(ag);
+	if (r)
+		return r;
+	if (a->control_socket)
+		snprintf(path, sizeof(path), "%s", a->control_socket);
+	else
+		control_default_path(a->opts.instance, path, sizeof(path));
+	return control_listen(path, a->control_group, srv);
+}
+
 int main(int argc, char **argv)
 {
 	__attribute__((cleanup(args_free))) struct args a = {};
 	_cleanup_loader_ struct loader *l = NULL;
-	sigset_t stop;
+	struct control_server srv = { .fd = -1 };
+	_cleanup_close_ int sig_fd = -1;
+	struct agent ag = {};
 	int r, sig;
 
 	/* 1. Arguments: usage errors exit 2, --help and --version exit 0. */
@@ -220,17 +306,27 @@ int main(int argc, char **argv)
 	if (a.uninstall)
 		return loader_uninstall(a.opts.instance) ? EXIT_FAILURE : EXIT_SUCCESS;
 
-	/* 5. Block the stop signals now: one arriving during start-up waits for step 7. */
-	block_stop_signals(&stop);
+	/* 5. Stop signals arrive on a descriptor, also during start-up. */
+	sig_fd = block_stop_signals();
+	if (sig_fd < 0)
+		return EXIT_FAILURE;
 
 	/* 6. Install or adopt the datapath. */
 	if (loader_start(&a.opts, &l))
 		return EXIT_FAILURE;
-	log_info("fedguardd: instance '%s' ready", a.opts.instance);
 
-	/* 7. Wait for SIGTERM or SIGINT; enforcement stays in place. */
-	sig = wait_for_stop(&stop);
-	log_info("%s: exiting, instance '%s' stays attached", sig > 0 ? strsignal(sig) : "signal",
-		 a.opts.instance);
-	return EXIT_SUCCESS;
+	/* 7. Restore the registrations into the maps; open the control socket. */
+	r = agent_start(&a, l, &ag, &srv);
+	if (r == 0) {
+		log_info("fedguardd: instance '%s' ready", a.opts.instance);
+
+		/* 8. Serve until SIGTERM or SIGINT; enforcement stays in place. */
+		sig = serve(&ag, &srv, sig_fd);
+		log_info("%s: exiting, instance '%s' stays attached",
+			 sig > 0 ? strsignal(sig) : "error", a.opts.instance);
+	}
+	control_close(&srv);
+	datapath_close(&ag.dp);
+	json_object_put(ag.state);
+	return r ? EXIT_FAILURE : EXIT_SUCCESS;
 }

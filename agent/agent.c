@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "loader.h"
+#include "log.h"
+#include "state.h"
+
+int agent_commit(struct agent *a, struct json_object *next, struct control_error *err)
+{
+	char why[PATH_MAX + 512] = "", undo[PATH_MAX + 512] = "";
+	int r;
+
+	state_collect(next);
+	r = datapath_apply(&a->dp, next, why, sizeof(why));
+	if (!r) {
+		r = state_save(a->state_dir, next);
+		if (r)
+			snprintf(why, sizeof(why), "state file in '%s': %s", a->state_dir,
+				 strerror(-r));
+	}
+	if (r) {
+		if (datapath_apply(&a->dp, a->state, undo, sizeof(undo)))
+			log_error("could not bring the maps back to the previous state: %s", undo);
+		json_object_put(next);
+		control_error_set(err, r == -EINVAL ? "invalid_argument" : "internal", "%s", why);
+		return r;
+	}
+	json_object_put(a->state);
+	a->state = next;
+	return 0;
+}
+
+int agent_restore(struct agent *a)
+{
+	char why[1024] = "";
+	int r;
+
+	r = state_load(a->state_dir, &a->state);
+	if (r)
+		return r;
+	r = datapath_apply(&a->dp, a->state, why, sizeof(why));
+	if (r)
+		return log_error_errno(r, "restoring the state of '%s': %s", a->state_dir, why);
+	log_info("state of '%s' restored: %d workloads, %d endpoints, %d quarantined",
+		 a->state_dir, json_object_object_length(state_section(a->state, "workloads")),
+		 json_object_object_length(state_section(a->state, "endpoints")),
+		 json_object_object_length(state_section(a->state, "quarantine")));
+	return 0;
+}
+
+static int cmd_status(void *ctx, struct json_object *args, struct json_object *result,
+		      struct control_error *err)
+{
+	_cleanup_policy_entries_ struct policy_entries *active = NULL;
+	struct agent *a = ctx;
+	struct json_object *policy, *p = json_object_new_object();
+	__u32 gen = 0;
+
+	json_object_object_add(result, "instance", json_object_new_string(a->instance));
+	json_object_object_add(result, "adopted", json_object_new_boolean(a->loader->adopted));
+	json_object_object_add(result, "cgroup", json_object_new_string(a->loader->cgroup.path));
+	json_object_object_add(result, "pin_dir", json_object_new_string(a->loader->pin_dir));
+	json_object_object_add(result, "state_dir", json_object_new_string(a->state_dir));
+	if (json_object_object_get_ex(a->state, "policy", &policy))
+		json_object_object_add(p, "version",
+				       json_object_get(json_object_object_get(policy, "version")));
+	if (datapath_policy_read(&a->dp, &active, &gen) == 0) {
+		json_object_object_add(p, "generation", json_object_new_int64(gen));
+		json_object_object_add(p, "entries", json_object_new_int64((int64_t)active->n));
+	}
+	json_object_object_add(result, "policy", p);
+	json_object_object_add(result, "workloads",
+			       json_object_new_int(json_object_object_length(
+				       state_section(a->state, "workloads"))));
+	json_object_object_add(result, "endpoints",
+			       json_object_new_int(json_object_object_length(
+				       state_section(a->state, "endpoints"))));
+	json_object_object_add(result, "quarantined",
+			       json_object_new_int(json_object_object_length(
+				       state_section(a->state, "quarantine"))));
+	return 0;
+}
+
+#define ARGS(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+/* Arguments not listed are refused by control_serve() before the handler runs. */
+const struct control_command agent_commands[] = {
+	{ "status", cmd_status, NULL },
+	{ "workload.add", cmd_workload_add, ARGS("spiffe_id", "cgroup", "ips", "netns", "labels") },
+	{ "workload.del", cmd_workload_del, ARGS("spiffe_id") },
+	{ "workload.list", cmd_workload_list, NULL },
+	{ "endpoint.add", cmd_endpoint_add, ARGS("spiffe_id", "ips", "node", "labels") },
+	{ "endpoint.del", cmd_endpoint_del, ARGS("spiffe_id") },
+	{ "endpoint.list", cmd_endpoint_list, NULL },
+	{ "policy.apply", cmd_policy_apply, ARGS("document", "source", "dry_run") },
+	{ "policy.show", cmd_policy_show, NULL },
+	{ "policy.check", cmd_policy_check, ARGS("from", "to", "port", "protocol") },
+	{ "quarantine.add", cmd_quarantine_add, ARGS("target", "reason") },
+	{ "quarantine.del", cmd_quarantine_del, ARGS("target") },
+	{ "quarantine.list", cmd_quarantine_list, NULL },
+	{},
+};

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A running fedguardd: the loaded datapath, the state document the maps are
+ * derived from, and the commands the control socket serves.
+ */
+#ifndef FEDGUARD_AGENT_H
+#define FEDGUARD_AGENT_H
+
+#include <limits.h>
+
+#include <json-c/json.h>
+
+#include "control.h"
+#include "datapath.h"
+
+struct loader;
+
+struct agent {
+	const char *instance;
+	struct loader *loader;
+	struct datapath dp;
+	struct json_object *state;	/* committed: what the maps and the disk hold */
+	char state_dir[PATH_MAX];
+};
+
+/* The command table of the control socket; ctx is a struct agent. */
+extern const struct control_command agent_commands[];
+
+/*
+ * Makes @next the agent's state: maps first, then the state file. On any
+ * failure the maps are brought back to the current state, @next is
+ * dropped and err says why. Takes @next in every case.
+ */
+int agent_commit(struct agent *a, struct json_object *next, struct control_error *err);
+
+/* Loads the state directory and brings the maps to it (agent start). */
+int agent_restore(struct agent *a);
+
+#endif /* FEDGUARD_AGENT_H */

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The control commands of fedguardd (docs/control-protocol.md). Each takes
+ * the struct agent as ctx, validates every argument before it changes
+ * anything, and commits a changed copy of the state with agent_commit().
+ */
+#ifndef FEDGUARD_COMMANDS_H
+#define FEDGUARD_COMMANDS_H
+
+#include <json-c/json.h>
+#include <linux/types.h>
+
+#include "control.h"
+
+#define COMMAND(name)                                                                              \
+	int name(void *ctx, struct json_object *args, struct json_object *result,                  \
+		 struct control_error *err)
+
+COMMAND(cmd_workload_add);
+COMMAND(cmd_workload_del);
+COMMAND(cmd_workload_list);
+COMMAND(cmd_endpoint_add);
+COMMAND(cmd_endpoint_del);
+COMMAND(cmd_endpoint_list);
+COMMAND(cmd_policy_apply);
+COMMAND(cmd_policy_show);
+COMMAND(cmd_policy_check);
+COMMAND(cmd_quarantine_add);
+COMMAND(cmd_quarantine_del);
+COMMAND(cmd_quarantine_list);
+
+/* A SPIFFE ID argument, validated; invalid_argument naming the reason. */
+int command_spiffe_id(struct json_object *args, const char *name, const char **out,
+		      struct control_error *err);
+
+/* Numbers the ID and its trust domain in @next (a state being changed). */
+int command_number_identity(struct json_object *next, const char *id, __u32 *num,
+			    struct control_error *err);
+
+#endif /* FEDGUARD_COMMANDS_H */
