@@ -35,6 +35,8 @@ struct parse_ctx {
 	struct policy_error *err;
 	size_t rule_no;	       /* 1-based; 0 outside a rule */
 	const char *rule_name; /* NULL until the rule's name is known */
+	size_t *names;	       /* hash set of rule names: rule index + 1, 0 = empty */
+	size_t n_names;	       /* slots, a power of two */
 };
 
 static const char *const doc_keys[] = {"version", "rules", NULL};
@@ -367,6 +369,8 @@ static int parse_labels(struct parse_ctx *c, const yaml_node_t *n, struct policy
 	count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
 	if (!count)
 		return fail(c, n, "'labels': empty mapping");
+	if (count > POLICY_LABELS_MAX)
+		return fail(c, n, "'labels': more than %d conditions", POLICY_LABELS_MAX);
 	r = check_keys(c, n, NULL);
 	if (r)
 		return r;
@@ -608,12 +612,32 @@ static int parse_choice(struct parse_ctx *c, const yaml_node_t *n, const char *w
 
 /* --- rules and the document ---------------------------------------------- */
 
+static size_t name_hash(const char *s)
+{
+	__u64 h = 0xcbf29ce484222325ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+	return (size_t)h;
+}
+
+/* The slot of the rule named s, or the empty slot where s belongs. */
+static size_t name_slot(const struct parse_ctx *c, const struct policy_doc *doc, const char *s)
+{
+	size_t mask = c->n_names - 1, i = name_hash(s) & mask;
+
+	while (c->names[i] && strcmp(doc->rules[c->names[i] - 1].name, s))
+		i = (i + 1) & mask;
+	return i;
+}
+
 static int parse_rule_name(struct parse_ctx *c, const yaml_node_t *n, const struct policy_doc *doc,
 			   size_t idx)
 {
 	struct policy_rule *rule = &doc->rules[idx];
 	yaml_node_t *v = NULL;
 	const char *s;
+	size_t slot;
 	int r;
 
 	r = map_require(c, n, "name", &v);
@@ -625,16 +649,17 @@ static int parse_rule_name(struct parse_ctx *c, const yaml_node_t *n, const stru
 		return fail(c, v, "'name': empty");
 	if (strlen(s) > POLICY_NAME_MAX)
 		return fail(c, v, "'name': longer than %d bytes", POLICY_NAME_MAX);
-	for (size_t i = 0; i < idx; i++)
-		if (!strcmp(doc->rules[i].name, s))
-			return fail(
-				c, v,
-				"duplicate rule name '%.160s' (first used by the rule at line %u)",
-				s, doc->rules[i].line);
+	slot = name_slot(c, doc, s);
+	if (c->names[slot])
+		return fail(c, v,
+			    "duplicate rule name '%.160s' (first used by the rule at line %u)", s,
+			    doc->rules[c->names[slot] - 1].line);
 	r = dup_string(c, s, &rule->name);
-	if (!r)
-		c->rule_name = rule->name;
-	return r;
+	if (r)
+		return r;
+	c->names[slot] = idx + 1;
+	c->rule_name = rule->name;
+	return 0;
 }
 
 static int parse_rule_fields(struct parse_ctx *c, const yaml_node_t *n, struct policy_rule *rule)
@@ -732,6 +757,11 @@ static int parse_root(struct parse_ctx *c, const yaml_node_t *n, struct policy_d
 	if (!doc->rules)
 		return fail_nomem(c);
 	doc->n_rules = seq_len(rules);
+	for (c->n_names = 16; c->n_names < 2 * doc->n_rules;)
+		c->n_names *= 2;
+	c->names = calloc(c->n_names, sizeof(*c->names));
+	if (!c->names)
+		return fail_nomem(c);
 	for (size_t i = 0; i < doc->n_rules; i++) {
 		r = parse_rule(c, seq_item(c, rules, i), doc, i);
 		if (r)
@@ -752,6 +782,56 @@ static int fail_yaml(struct parse_ctx *c, const yaml_parser_t *p)
 		 m->line + 1, m->column + 1, p->problem ? p->problem : "unknown problem",
 		 p->context ? " " : "", p->context ? p->context : "");
 	return -EINVAL;
+}
+
+static int mark_used(struct parse_ctx *c, unsigned char *used, int id)
+{
+	if (used[id])
+		return fail(
+			c, node_at(c, id),
+			"YAML anchors and aliases are not supported (this node is repeated by an alias)");
+	used[id] = 1;
+	return 0;
+}
+
+/* Marks the children of n as used. */
+static int mark_children(struct parse_ctx *c, unsigned char *used, const yaml_node_t *n)
+{
+	int r = 0;
+
+	if (n->type == YAML_SEQUENCE_NODE)
+		for (size_t i = 0; !r && i < seq_len(n); i++)
+			r = mark_used(c, used, n->data.sequence.items.start[i]);
+	if (n->type != YAML_MAPPING_NODE)
+		return r;
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; !r && p < n->data.mapping.pairs.top;
+	     p++) {
+		r = mark_used(c, used, p->key);
+		if (!r)
+			r = mark_used(c, used, p->value);
+	}
+	return r;
+}
+
+/*
+ * libyaml turns an alias into one more reference to the anchored node, so a
+ * few bytes of aliases could make the walk visit a large node many times
+ * (or loop through a node that contains itself). A policy has no use for
+ * them: every node may be referenced once, the root (node 1) not at all.
+ */
+static int check_no_aliases(struct parse_ctx *c)
+{
+	size_t count = (size_t)(c->ydoc->nodes.top - c->ydoc->nodes.start);
+	_cleanup_free_ unsigned char *used = NULL;
+	int r;
+
+	used = calloc(count + 1, 1);
+	if (!used)
+		return fail_nomem(c);
+	r = mark_used(c, used, 1);
+	for (size_t i = 0; !r && i < count; i++)
+		r = mark_children(c, used, &c->ydoc->nodes.start[i]);
+	return r;
 }
 
 static void cleanup_yaml_doc(yaml_document_t **d)
@@ -807,10 +887,14 @@ int policy_parse_buffer(const char *name, const char *buf, size_t len, struct po
 		return r;
 	loaded = &ydoc;
 	c.ydoc = &ydoc;
+	r = check_no_aliases(&c);
+	if (r)
+		return r;
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return fail_nomem(&c);
 	r = parse_root(&c, yaml_document_get_root_node(&ydoc), d);
+	free(c.names);
 	if (r)
 		return r;
 	*doc = take_ptr(d);

@@ -40,6 +40,7 @@ enum policy_limits {
 	POLICY_ERROR_MAX = 512,	    /* bytes of an error message */
 	POLICY_NAME_MAX = 128,	    /* bytes of a rule name */
 	POLICY_LABEL_MAX = 256,	    /* bytes of a label key or value */
+	POLICY_LABELS_MAX = 64,	    /* label conditions in one selector */
 	POLICY_FILE_MAX = 16 << 20, /* bytes of a policy file */
 };
 

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "policy_parse.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -226,6 +227,13 @@ static const struct bad_doc bad_docs[] = {
 	{"empty", "# nothing\n", "t.yaml:1:1: empty document"},
 	{"two documents", "version: 1\n---\nversion: 2\n",
 	 "t.yaml:3:1: more than one YAML document (one policy per file)"},
+	{"alias of a rule",
+	 "version: 1\nrules:\n- &r {name: a, action: allow, from: any, to: any}\n- *r\n",
+	 "t.yaml:3:3: YAML anchors and aliases are not supported (this node is repeated by an alias)"},
+	{"alias of labels", RULE_HEAD "  from: {labels: &l {app: x}}\n  to: {labels: *l}\n",
+	 "t.yaml:5:18: YAML anchors and aliases are not supported (this node is repeated by an alias)"},
+	{"node containing itself", "&a [*a]\n",
+	 "t.yaml:1:1: YAML anchors and aliases are not supported (this node is repeated by an alias)"},
 	{"not a mapping", "- a\n- b\n",
 	 "t.yaml:1:1: expected a mapping of 'version' and 'rules', got a list"},
 	{"unknown top key", "version: 1\nrule: []\n",
@@ -386,6 +394,48 @@ Test(policy_parse, long_values_do_not_hide_the_cause)
 	cr_assert_eq(r, -EINVAL);
 	cr_assert(strstr(err.msg, "2048"), "the cause was cut off: %s", err.msg);
 	cr_assert_lt(strlen(err.msg), POLICY_ERROR_MAX);
+}
+
+Test(policy_parse, label_conditions_are_limited)
+{
+	char text[4096];
+	size_t used;
+	struct policy_doc *doc = NULL;
+	struct policy_error err = {};
+
+	used = (size_t)snprintf(text, sizeof(text), RULE_HEAD "  to: any\n  from:\n    labels:\n");
+	for (int i = 0; i <= POLICY_LABELS_MAX; i++)
+		used += (size_t)snprintf(text + used, sizeof(text) - used, "      k%d: v\n", i);
+	cr_assert_lt(used, sizeof(text));
+	cr_assert_eq(policy_parse_buffer("t.yaml", text, used, &doc, &err), -EINVAL);
+	cr_expect_str_eq(err.msg, "t.yaml:8:7: rule 'r': 'labels': more than 64 conditions");
+}
+
+/* Rule names are checked for duplicates with a hash set, not pairwise. */
+Test(policy_parse, many_rules_and_a_late_duplicate, .timeout = 20)
+{
+	enum { RULES = 50000 };
+#define RULE_LINE "- {name: rule-%d, action: allow, from: any, to: any}\n"
+	size_t cap = 64 + (RULES + 1) * 64, used;
+	_cleanup_free_ char *text = malloc(cap);
+	struct policy_doc *doc = NULL;
+	struct policy_error err = {};
+
+	cr_assert_not_null(text);
+	used = (size_t)snprintf(text, cap, "version: 1\nrules:\n");
+	for (int i = 0; i < RULES; i++)
+		used += (size_t)snprintf(text + used, cap - used, RULE_LINE, i);
+	cr_assert_eq(policy_parse_buffer("t.yaml", text, used, &doc, &err), 0, "%s", err.msg);
+	cr_expect_eq(doc->n_rules, RULES);
+	cr_expect_str_eq(doc->rules[RULES - 1].name, "rule-49999");
+	policy_doc_free(doc);
+
+	used += (size_t)snprintf(text + used, cap - used, RULE_LINE, 17);
+#undef RULE_LINE
+	doc = NULL;
+	cr_assert_eq(policy_parse_buffer("t.yaml", text, used, &doc, &err), -EINVAL);
+	cr_expect_str_eq(err.msg, "t.yaml:50003:10: rule #50001: duplicate rule name 'rule-17' "
+				  "(first used by the rule at line 20)");
 }
 
 /* ---------------------------------------------------------------- files */
