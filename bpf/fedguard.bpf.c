@@ -51,7 +51,9 @@ const volatile struct {
 enum fg_hook_consts {
 	FG_SK_DROP = 0,
 	FG_SK_PASS = 1,
-	FG_TC_ACT_OK = 0,
+	/* "no opinion": cls_bpf goes on to the next filter (another
+	 * instance's) and passes the packet when none is left */
+	FG_TC_ACT_UNSPEC = -1,
 	FG_TC_ACT_SHOT = 2,
 	FG_AF_INET_SYS = 2,	/* AF_INET as sockets report it */
 	FG_AF_INET6_SYS = 10,
@@ -401,7 +403,7 @@ static __always_inline int fg_skb(struct __sk_buff *skb, __u8 hook, __u8 pkt_dir
 	err = fg_parse_l3(skb, 0, &j.pkt);
 	if (err == FG_PARSE_NOT_IP)
 		return FG_SK_PASS;
-	if (err != FG_PARSE_OK) {
+	if (err != FG_PARSE_OK) {	/* fragments too: the socket is ours */
 		r = FG_REASON_DENY_MALFORMED;
 	} else {
 		b = bpf_map_lookup_elem(&fg_sockets, &j.cookie);
@@ -466,7 +468,7 @@ static __always_inline __u32 fg_tc_known_flow(struct fg_judgement *j,
 	return FG_REASON_ALLOW_ESTABLISHED;
 }
 
-static __always_inline __u32 fg_tc_judge(struct fg_judgement *j, __u8 pkt_dir)
+static __always_inline __u32 fg_tc_judge(struct fg_judgement *j, __u8 pkt_dir, int parsed)
 {
 	struct fg_ipcache_value *src = fg_ipcache_lookup(j->pkt.family, j->pkt.saddr);
 	struct fg_ipcache_value *dst = fg_ipcache_lookup(j->pkt.family, j->pkt.daddr);
@@ -485,6 +487,8 @@ static __always_inline __u32 fg_tc_judge(struct fg_judgement *j, __u8 pkt_dir)
 	if (!local)
 		return FG_REASON_ALLOW_UNMANAGED;	/* verifier: implied by *_local */
 	j->local_id = local->identity;
+	if (parsed == FG_PARSE_FRAGMENT)
+		return FG_REASON_DENY_MALFORMED;
 	if (!peer)
 		return FG_REASON_DENY_UNKNOWN_PEER;
 	j->peer_id = peer->identity;
@@ -493,8 +497,9 @@ static __always_inline __u32 fg_tc_judge(struct fg_judgement *j, __u8 pkt_dir)
 	fg_flow_key_of(&k, &j->pkt, false);
 	if (fg_flow_valid(j, bpf_map_lookup_elem(&fg_flows, &k)))
 		return fg_tc_known_flow(j, local, peer);
+	/* a SYN opens a connection of its own: never a reply of a known flow */
 	fg_flow_key_of(&k, &j->pkt, true);
-	if (fg_flow_valid(j, bpf_map_lookup_elem(&fg_flows, &k)))
+	if (!fg_pkt_opens(&j->pkt) && fg_flow_valid(j, bpf_map_lookup_elem(&fg_flows, &k)))
 		return fg_tc_known_flow(j, local, peer);
 
 	r = fg_judge_packet(j, local->td, peer, pkt_dir);
@@ -520,9 +525,9 @@ static __always_inline int fg_tc(struct __sk_buff *skb, __u8 hook, __u8 pkt_dir)
 	__u32 r;
 
 	if (err == FG_PARSE_NOT_IP)
-		return FG_TC_ACT_OK;
-	r = err == FG_PARSE_OK ? fg_tc_judge(&j, pkt_dir) : FG_REASON_DENY_MALFORMED;
-	return fg_report(&j, r) ? FG_TC_ACT_OK : FG_TC_ACT_SHOT;
+		return FG_TC_ACT_UNSPEC;
+	r = err >= FG_PARSE_OK ? fg_tc_judge(&j, pkt_dir, err) : FG_REASON_DENY_MALFORMED;
+	return fg_report(&j, r) ? FG_TC_ACT_UNSPEC : FG_TC_ACT_SHOT;
 }
 
 SEC("tc")

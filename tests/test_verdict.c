@@ -100,7 +100,7 @@ enum prog {
 enum {
 	PASS = SK_PASS,		/* cgroup_skb verdicts */
 	DROP = SK_DROP,
-	OK = TC_ACT_OK,		/* TC verdicts */
+	OK = TC_ACT_UNSPEC,	/* TC verdicts: pass on to the next filter */
 	SHOT = TC_ACT_SHOT,
 	NOT_COUNTED = FG_REASON_MAX,	/* expected reason: no counter moves */
 };
@@ -591,6 +591,9 @@ static const struct row tc_flow_rows[] = {
 	  TCP4(B4, A4, 80, 40000, ACK), { .rules = { ALLOW(ID_A, ID_B, 80, TCP, EGRESS) } }, SHOT,
 	  FG_REASON_DENY_QUARANTINE_TD, .before = TC_SYN_OUT,
 	  .then = &(const struct world){ .quarantine = { Q_TD(TD_B) } } },
+	{ "a SYN against a known flow's direction is judged by policy", TC_INGRESS,
+	  TCP4(B4, A4, 80, 40000, SYN), { .rules = { ALLOW(ID_A, ID_B, 80, TCP, EGRESS) } },
+	  SHOT, FG_REASON_DENY_POLICY, .before = TC_SYN_OUT },
 	{ "expired auth stops an established mtls flow", TC_INGRESS,
 	  TCP4(B4, A4, 80, 40000, ACK),
 	  { .rules = { ALLOW_MTLS(ID_A, ID_B, 80, TCP, EGRESS) },
@@ -659,6 +662,11 @@ static const struct row malformed_rows[] = {
 	  FG_REASON_DENY_MALFORMED },
 	{ "tc egress: ipv4 non-first fragment", TC_EGRESS,
 	  UDP4(A4, B4, 5000, 80, .frag_offset = 3), ALLOW_A_B_80, SHOT, FG_REASON_DENY_MALFORMED },
+	{ "tc egress: non-first fragment between unmanaged hosts passes", TC_EGRESS,
+	  UDP4(B4, C4, 5000, 80, .frag_offset = 3), ALLOW_A_B_80, OK, FG_REASON_ALLOW_UNMANAGED },
+	{ "tc ingress: ipv6 non-first fragment between unmanaged hosts passes", TC_INGRESS,
+	  UDP6(C6, B6, 5000, 80, .v6_frag = true, .frag_offset = 100), ALLOW_A_B_80, OK,
+	  FG_REASON_ALLOW_UNMANAGED },
 	{ "tc ingress: udp header cut short", TC_INGRESS,
 	  UDP4(B4, A4, 80, 5000, .truncate = 3), ALLOW_A_B_80, SHOT,
 	  FG_REASON_DENY_MALFORMED },
@@ -667,6 +675,10 @@ static const struct row malformed_rows[] = {
 	  FG_REASON_DENY_MALFORMED },
 	{ "tc ingress: ipv6 tcp header cut short", TC_INGRESS,
 	  TCP6(B6, A6, 80, 40000, SYNACK, .truncate = 19), ALLOW_A_B_80, SHOT,
+	  FG_REASON_DENY_MALFORMED },
+	{ "tc ingress: more ipv6 extension headers than are walked", TC_INGRESS,
+	  TCP6(B6, A6, 80, 40000, SYNACK, .v6_dstopts = 5),
+	  ALLOW_A_B_80, SHOT,
 	  FG_REASON_DENY_MALFORMED },
 	{ "tc ingress: ipv6 extension header cut short", TC_INGRESS,
 	  TCP6(B6, A6, 80, 40000, SYNACK, .v6_dstopts = 2, .truncate = 33), ALLOW_A_B_80, SHOT,

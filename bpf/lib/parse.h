@@ -31,6 +31,7 @@ enum fg_parse_consts {
 enum fg_parse_result {
 	FG_PARSE_OK = 0,
 	FG_PARSE_NOT_IP = 1,	/* ARP and friends: not ours to judge */
+	FG_PARSE_FRAGMENT = 2,	/* non-first fragment: addresses, no ports */
 	FG_PARSE_MALFORMED = -1,
 };
 
@@ -79,13 +80,13 @@ static __always_inline int fg_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 		return FG_PARSE_MALFORMED;
 	if (iph.version != 4 || iph.ihl < 5)
 		return FG_PARSE_MALFORMED;
-	/* A non-first fragment has no ports to judge: see ARCHITECTURE.md. */
-	if (iph.frag_off & bpf_htons(FG_IP_OFFSET_MASK))
-		return FG_PARSE_MALFORMED;
 	p->family = FG_AF_INET;
 	p->proto = iph.protocol;
 	p->saddr[0] = iph.saddr;
 	p->daddr[0] = iph.daddr;
+	/* A non-first fragment has no ports to judge: see ARCHITECTURE.md. */
+	if (iph.frag_off & bpf_htons(FG_IP_OFFSET_MASK))
+		return FG_PARSE_FRAGMENT;
 	return fg_parse_ports(skb, off + iph.ihl * 4, p);
 }
 
@@ -117,13 +118,17 @@ static __always_inline int fg_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 			if (bpf_skb_load_bytes(skb, off + 2, &frag_off, sizeof(frag_off)))
 				return FG_PARSE_MALFORMED;
 			if (frag_off & bpf_htons(0xfff8))
-				return FG_PARSE_MALFORMED;
+				return FG_PARSE_FRAGMENT;
 			off += 8;
 		} else {
 			off += (ext.hdrlen + 1) * 8;
 		}
 		nexthdr = ext.nexthdr;
 	}
+	/* more extension headers than we walk: no transport header found */
+	if (nexthdr == FG_IPPROTO_HOPOPTS || nexthdr == FG_IPPROTO_ROUTING ||
+	    nexthdr == FG_IPPROTO_DSTOPTS || nexthdr == FG_IPPROTO_FRAGMENT)
+		return FG_PARSE_MALFORMED;
 	p->proto = nexthdr;
 	return fg_parse_ports(skb, off, p);
 }

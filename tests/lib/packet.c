@@ -230,8 +230,9 @@ int fg_test_pkt_build(const struct fg_test_pkt_spec *spec, struct fg_test_pkt *o
 	struct ethhdr eth = { .h_proto = htons(ethertype_of(spec)) };
 	int r;
 
-	/* the largest frame: 14 + 60 (v4 options) or 40 + 4 * 8 (v6), 20, payload */
-	if (spec->payload > 256 || spec->v6_dstopts > 3 || spec->ihl > 15)
+	/* the largest frame: 14 + 60 (v4 options) or 40 + 6 * 8 (v6), 20, payload;
+	 * 5 options headers make one more than the datapath walks */
+	if (spec->payload > 256 || spec->v6_dstopts > 5 || spec->ihl > 15)
 		return -EINVAL;
 	if (spec->family && spec->proto != IPPROTO_TCP && spec->proto != IPPROTO_UDP)
 		return -EINVAL;
