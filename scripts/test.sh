@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up, build and run every test: the full suite (unit and kernel tests,
+# which need root and BPF), then the unit tests again under ASan+UBSan.
+# Prints one closing line: "tests: N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+build() {
+	local dir=$1; shift
+	if [ -f "$dir/build.ninja" ]; then
+		meson configure "$dir" "$@" >/dev/null
+	else
+		meson setup "$dir" "$@" >/dev/null
+	fi
+	meson compile -C "$dir"
+}
+
+# Criterion prints "Synthesis: Tested: N | Passing: N | Failing: N | Crashing: N".
+count() {
+	grep -ho "Synthesis: Tested: [0-9]* | Passing: [0-9]* | Failing: [0-9]* | Crashing: [0-9]*" \
+		"$1/meson-logs/testlog.txt" |
+		awk -F'[:|]' '{ p += $5; f += $7 + $9 } END { print p + 0, f + 0 }'
+}
+
+status=0
+build build
+meson test -C build --print-errorlogs || status=1
+read -r pass fail < <(count build)
+
+build build-asan -Db_sanitize=address,undefined -Db_lundef=false
+meson test -C build-asan --suite unit --print-errorlogs || status=1
+read -r apass afail < <(count build-asan)
+
+echo "tests: $((pass + apass)) passed, $((fail + afail)) failed"
+exit "$status"
