@@ -129,9 +129,11 @@ struct policy_verdict {
  * (IPPROTO_TCP or IPPROTO_UDP), evaluated on the rules themselves. Labels
  * come from ids; an ID not in ids is judged without labels. The rule named
  * is the one the datapath reports for the same connection from the
- * compiled entries: judged at egress when from_id is a local identity, else
- * at ingress (see docs/policy.md). Returns 0 and fills *result, or -EINVAL
- * (bad SPIFFE ID, port 0, other protocol).
+ * compiled entries: judged at egress when from_id is a local identity, at
+ * ingress when only to_id is, and as the initiator's node would (egress)
+ * when neither is (see docs/policy.md). Returns 0 and fills *result, or
+ * -EINVAL (bad SPIFFE ID, port 0, other protocol) without touching *result:
+ * the caller describes its own bad input.
  */
 int policy_check(const struct policy_doc *doc, const struct policy_identity *ids, size_t n_ids,
 		 const char *from_id, const char *to_id, __u16 port, __u8 proto,
