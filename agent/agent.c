@@ -11,29 +11,50 @@
 #include "log.h"
 #include "state.h"
 
-int agent_commit(struct agent *a, struct json_object *next, struct control_error *err)
+/* Brings the maps back to the committed state after a failed change. */
+static void agent_rollback(struct agent *a, struct json_object *next)
 {
-	char why[PATH_MAX + 512] = "", undo[PATH_MAX + 512] = "";
+	char undo[PATH_MAX + 512] = "";
+
+	if (datapath_apply(&a->dp, a->state, undo, sizeof(undo)))
+		log_error("could not bring the maps back to the previous state: %s", undo);
+	json_object_put(next);
+}
+
+int agent_apply(struct agent *a, struct json_object *next, struct control_error *err)
+{
+	char why[PATH_MAX + 512] = "";
 	int r;
 
 	state_collect(next);
 	r = datapath_apply(&a->dp, next, why, sizeof(why));
-	if (!r) {
-		r = state_save(a->state_dir, next);
-		if (r)
-			snprintf(why, sizeof(why), "state file in '%s': %s", a->state_dir,
-				 strerror(-r));
-	}
 	if (r) {
-		if (datapath_apply(&a->dp, a->state, undo, sizeof(undo)))
-			log_error("could not bring the maps back to the previous state: %s", undo);
-		json_object_put(next);
+		agent_rollback(a, next);
 		control_error_set(err, r == -EINVAL ? "invalid_argument" : "internal", "%s", why);
+	}
+	return r;
+}
+
+int agent_persist(struct agent *a, struct json_object *next, struct control_error *err)
+{
+	int r = state_save(a->state_dir, next);
+
+	if (r) {
+		agent_rollback(a, next);
+		control_error_set(err, "internal", "state file in '%s': %s", a->state_dir,
+				  strerror(-r));
 		return r;
 	}
 	json_object_put(a->state);
 	a->state = next;
 	return 0;
+}
+
+int agent_commit(struct agent *a, struct json_object *next, struct control_error *err)
+{
+	int r = agent_apply(a, next, err);
+
+	return r ? r : agent_persist(a, next, err);
 }
 
 int agent_restore(struct agent *a)

@@ -33,6 +33,15 @@ extern const struct control_command agent_commands[];
  */
 int agent_commit(struct agent *a, struct json_object *next, struct control_error *err);
 
+/*
+ * The two halves of agent_commit(), for commands that act between them:
+ * agent_apply() brings the maps to @next (on failure: back to the current
+ * state, @next dropped); agent_persist() saves @next and makes it current
+ * (on failure: maps back, @next dropped).
+ */
+int agent_apply(struct agent *a, struct json_object *next, struct control_error *err);
+int agent_persist(struct agent *a, struct json_object *next, struct control_error *err);
+
 /* Loads the state directory and brings the maps to it (agent start). */
 int agent_restore(struct agent *a);
 

@@ -243,7 +243,9 @@ COMMAND(cmd_policy_check)
 	r = policy_check(doc, v.ids, v.n, from, to, (__u16)port, proto, &pv);
 	datapath_view_free(&v);
 	if (r)
-		return control_error_set(err, "invalid_argument", "%s", pv.reason), r;
+		return control_error_set(err, "invalid_argument",
+					 "cannot check '%s' -> '%s' port %lld: %s", from, to,
+					 (long long)port, strerror(-r));
 	verdict_json(&pv, result);
 	return 0;
 }

@@ -54,24 +54,36 @@ static struct json_object *record_new(bool td, const char *reason)
 	return rec;
 }
 
+/*
+ * Rewrites the maps, destroys the sockets, then persists: the fsync of the
+ * state file is not on the path to the applications' error. If persisting
+ * fails, the maps go back and the command fails; destroyed sockets stay
+ * destroyed.
+ */
 static int quarantine_commit(struct agent *a, const char *target, bool td, const char *reason,
-			     struct control_error *err)
+			     unsigned int *destroyed, struct control_error *err)
 {
 	struct json_object *next, *old;
 	int r;
 
-	if (json_object_object_get_ex(state_section(a->state, "quarantine"), target, &old))
-		return 0;	/* already in force: only the tear-down is repeated */
 	next = state_copy(a->state);
 	if (!next)
 		return control_error_set(err, "internal", "out of memory");
-	state_put(next, "quarantine", target, record_new(td, reason));
+	/* already in force: keep its record, only the tear-down is repeated */
+	if (!json_object_object_get_ex(state_section(a->state, "quarantine"), target, &old))
+		state_put(next, "quarantine", target, record_new(td, reason));
 	r = number_target(next, target, td, err);
 	if (r) {
 		json_object_put(next);
 		return r;
 	}
-	return agent_commit(a, next, err);
+	r = agent_apply(a, next, err);
+	if (r)
+		return r;
+	r = datapath_destroy_sockets(&a->dp, next, destroyed);
+	if (r)
+		log_warn_errno(r, "quarantine '%s': destroying its sockets", target);
+	return agent_persist(a, next, err);
 }
 
 COMMAND(cmd_quarantine_add)
@@ -95,12 +107,9 @@ COMMAND(cmd_quarantine_add)
 		return r;
 	spiffe_parse(target, &sid, NULL, 0);
 	td = sid.path_len == 0;
-	r = quarantine_commit(a, target, td, reason, err);
+	r = quarantine_commit(a, target, td, reason, &destroyed, err);
 	if (r)
 		return r;
-	r = datapath_destroy_sockets(&a->dp, a->state, &destroyed);
-	if (r)
-		log_warn_errno(r, "quarantine '%s': destroying its sockets", target);
 	log_info("quarantine '%s' in force: %u sockets destroyed in %lld us", target, destroyed,
 		 elapsed_us(&start));
 	json_object_object_add(result, "target", json_object_new_string(target));

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -571,10 +572,24 @@ int datapath_apply(struct datapath *dp, struct json_object *state, char *why, si
 
 /* --- tear-down of quarantined sockets ------------------------------------- */
 
-/* Runs fg_iter_tcp in the network namespace we are in; counts destroyed sockets. */
-static int iter_run(struct datapath *dp, unsigned int *destroyed)
+enum {
+	DESTROY_MAX_NETNS = 256,	/* namespaces swept in one quarantine */
+};
+
+/* One namespace to sweep, on a thread of its own (a thread's netns is its own). */
+struct sweep {
+	pthread_t thread;
+	bool started;
+	int ns_fd;			/* -1: the agent's own namespace */
+	int link_fd;
+	unsigned int destroyed;
+	int err;
+};
+
+/* Runs fg_iter_tcp in the calling thread's namespace; counts destroyed sockets. */
+static int iter_run(int link_fd, unsigned int *destroyed)
 {
-	_cleanup_close_ int fd = bpf_iter_create(dp->iter_link_fd);
+	_cleanup_close_ int fd = bpf_iter_create(link_fd);
 	__u64 cookies[64];
 	ssize_t n;
 
@@ -585,16 +600,15 @@ static int iter_run(struct datapath *dp, unsigned int *destroyed)
 	return n < 0 ? -errno : 0;
 }
 
-static int iter_in_netns(struct datapath *dp, int ns_fd, int self_fd, unsigned int *destroyed)
+static void *sweep_run(void *arg)
 {
-	int r;
+	struct sweep *sw = arg;
 
-	if (setns(ns_fd, CLONE_NEWNET))
-		return -errno;
-	r = iter_run(dp, destroyed);
-	if (setns(self_fd, CLONE_NEWNET))
-		abort();	/* the agent must never stay in a workload's namespace */
-	return r;
+	if (sw->ns_fd >= 0 && setns(sw->ns_fd, CLONE_NEWNET))
+		sw->err = -errno;
+	else
+		sw->err = iter_run(sw->link_fd, &sw->destroyed);
+	return NULL;
 }
 
 /* True when the namespace behind @fd is one of the @n in @seen; else records it. */
@@ -612,35 +626,68 @@ static bool netns_seen(int fd, ino_t *seen, size_t *n, size_t max)
 	return false;
 }
 
+/*
+ * The namespaces to sweep: the agent's own when a workload has no --netns
+ * (it lives there), and each distinct workload namespace.
+ */
+static size_t sweeps_plan(struct json_object *state, int link_fd, struct sweep *sw, size_t max)
+{
+	ino_t seen[DESTROY_MAX_NETNS];
+	size_t n = 0, n_seen = 0;
+	bool own = false;
+
+	json_object_object_foreach(state_section(state, "workloads"), id, w)
+	{
+		const char *path = member_string(w, "netns");
+		int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+
+		if (fd < 0) {
+			if (path)
+				log_warn("workload '%s': netns '%s': %m", id, path);
+			own = true;
+			continue;
+		}
+		if (n == max || netns_seen(fd, seen, &n_seen, DESTROY_MAX_NETNS)) {
+			close(fd);
+			continue;
+		}
+		sw[n++] = (struct sweep){ .ns_fd = fd, .link_fd = link_fd };
+	}
+	if (own && n < max)
+		sw[n++] = (struct sweep){ .ns_fd = -1, .link_fd = link_fd };
+	return n;
+}
+
 int datapath_destroy_sockets(struct datapath *dp, struct json_object *state,
 			     unsigned int *destroyed)
 {
-	_cleanup_close_ int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	size_t n_wl = (size_t)json_object_object_length(state_section(state, "workloads"));
-	_cleanup_free_ ino_t *seen = calloc(n_wl + 1, sizeof(*seen));
-	size_t n_seen = 0;
-	int r;
+	struct sweep sw[DESTROY_MAX_NETNS];
+	size_t n;
+	int r = 0;
 
 	*destroyed = 0;
-	if (self < 0 || !seen)
-		return self < 0 ? -errno : -ENOMEM;
 	if (dp->iter_link_fd < 0) {
 		dp->iter_link_fd = bpf_link_create(dp->iter_prog_fd, 0, BPF_TRACE_ITER, NULL);
 		if (dp->iter_link_fd < 0)
 			return log_error_errno(-errno, "program 'fg_iter_tcp': attach");
 	}
-	netns_seen(self, seen, &n_seen, n_wl + 1);
-	r = iter_run(dp, destroyed);
-	json_object_object_foreach(state_section(state, "workloads"), id, w)
-	{
-		const char *path = member_string(w, "netns");
-		_cleanup_close_ int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	/* each sweep walks the kernel's TCP hash tables (milliseconds): in parallel */
+	n = sweeps_plan(state, dp->iter_link_fd, sw, DESTROY_MAX_NETNS);
+	for (size_t i = 0; i < n; i++) {
+		int e = pthread_create(&sw[i].thread, NULL, sweep_run, &sw[i]);
 
-		if (fd < 0 || netns_seen(fd, seen, &n_seen, n_wl + 1))
-			continue;
-		if (iter_in_netns(dp, fd, self, destroyed))
-			log_warn("workload '%s': cannot destroy sockets in netns '%s': %m", id,
-				 path);
+		/* never on the main thread: it must stay in the agent's namespace */
+		sw[i].started = e == 0;
+		sw[i].err = -e;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (sw[i].started)
+			pthread_join(sw[i].thread, NULL);
+		if (sw[i].ns_fd >= 0)
+			close(sw[i].ns_fd);
+		*destroyed += sw[i].destroyed;
+		if (sw[i].err && !r)
+			r = sw[i].err;
 	}
 	return r;
 }

@@ -57,6 +57,7 @@ enum fg_hook_consts {
 	FG_TC_ACT_SHOT = 2,
 	FG_AF_INET_SYS = 2,	/* AF_INET as sockets report it */
 	FG_AF_INET6_SYS = 10,
+	FG_TCP_LISTEN = 10,	/* enum tcp_states, include/net/tcp_states.h */
 };
 
 /* ::ffff:a.b.c.d is IPv4 for policy purposes: fold it. */
@@ -584,6 +585,9 @@ int fg_iter_tcp(struct bpf_iter__tcp *ctx)
 	/* libbpf 1.1 rejects the kfunc when struct sock_common is only a
 	 * forward declaration in our BTF: reading a field emits the full type */
 	if (skc->skc_family != FG_AF_INET_SYS && skc->skc_family != FG_AF_INET6_SYS)
+		return 0;
+	/* a listener is no connection: the workload serves again on release */
+	if (skc->skc_state == FG_TCP_LISTEN)
 		return 0;
 	if (!fg_sock_quarantined(skc))
 		return 0;

@@ -114,7 +114,7 @@ static void setup(void)
 	int r;
 
 	fg_test_require_root_bpf();
-	r = sb_setup(&sb);
+	r = sb_setup(&sb, false);
 	cr_assert_eq(r, 0, "sandbox: %s", strerror(-r));
 	r = sb_agent_start(&sb);
 	cr_assert_eq(r, 0, "fedguardd did not become ready (%s); its log: %s", strerror(-r),

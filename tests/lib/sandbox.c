@@ -217,7 +217,20 @@ static void serve(int ready_fd)
 	}
 }
 
-static int server_start(struct sandbox *sb)
+static const char *side_ns(const struct sandbox *sb, enum sb_side side)
+{
+	return side == SB_CLIENT ? sb->ns_client : sb->ns_server;
+}
+
+static const char *side_cgroup(const struct sandbox *sb, enum sb_side side)
+{
+	if (side == SB_CLIENT)
+		return sb->cg_client;
+	return sb->managed ? sb->cg_server : NULL;
+}
+
+/* An echo server on @side's addresses, in @side's cgroup (if managed). */
+static int server_start(struct sandbox *sb, enum sb_side side, pid_t *pid)
 {
 	struct pollfd p;
 	int pipefd[2];
@@ -225,12 +238,12 @@ static int server_start(struct sandbox *sb)
 
 	if (pipe2(pipefd, O_CLOEXEC))
 		return -errno;
-	sb->server = fork();
-	if (sb->server < 0)
+	*pid = fork();
+	if (*pid < 0)
 		return -errno;
-	if (sb->server == 0) {
+	if (*pid == 0) {
 		setpgid(0, 0);
-		if (enter(NULL, sb->ns_server))
+		if (enter(side_cgroup(sb, side), side_ns(sb, side)))
 			_exit(1);
 		serve(pipefd[1]);
 	}
@@ -291,12 +304,13 @@ static int net_setup(struct sandbox *sb)
 	return 0;
 }
 
-int sb_setup(struct sandbox *sb)
+int sb_setup(struct sandbox *sb, bool managed)
 {
 	struct sys_mount m;
 	int r;
 
 	memset(sb, 0, sizeof(*sb));
+	sb->managed = managed;
 	snprintf(sb->instance, sizeof(sb->instance), "sbt%d", getpid());
 	snprintf(sb->pin_dir, sizeof(sb->pin_dir), "/sys/fs/bpf/fedguard/%s", sb->instance);
 	snprintf(sb->ns_client, sizeof(sb->ns_client), "fgc%d", getpid());
@@ -306,15 +320,18 @@ int sb_setup(struct sandbox *sb)
 		return r;
 	snprintf(sb->cg_root, sizeof(sb->cg_root), "%.3000s/fgtest%d", m.target, getpid());
 	snprintf(sb->cg_client, sizeof(sb->cg_client), "%.4000s/client", sb->cg_root);
-	if (mkdir(sb->cg_root, 0755) || mkdir(sb->cg_client, 0755))
+	snprintf(sb->cg_server, sizeof(sb->cg_server), "%.4000s/server", sb->cg_root);
+	if (mkdir(sb->cg_root, 0755) || mkdir(sb->cg_client, 0755) || mkdir(sb->cg_server, 0755))
 		return -errno;
 	r = sys_cgroup_id(sb->cg_client, &sb->client_cgid);
 	if (r)
 		return r;
 	r = net_setup(sb);
-	if (r)
-		return r;
-	return server_start(sb);
+	if (!r)
+		r = server_start(sb, SB_SERVER, &sb->server);
+	if (!r && managed)
+		r = server_start(sb, SB_CLIENT, &sb->client_server);
+	return r;
 }
 
 static void reap(pid_t *pid, int sig, bool group)
@@ -331,6 +348,7 @@ void sb_teardown(struct sandbox *sb)
 	const char *agent = getenv("FEDGUARDD");
 
 	reap(&sb->server, SIGKILL, true);
+	reap(&sb->client_server, SIGKILL, true);
 	reap(&sb->agent, SIGTERM, false);
 	if (agent && sb->instance[0])
 		sb_sh("%s --instance %s --uninstall -q", agent, sb->instance);
@@ -340,10 +358,13 @@ void sb_teardown(struct sandbox *sb)
 	/* children that lived in the cgroup are gone: the directories are empty */
 	for (int i = 0; i < 50 && sb->cg_client[0] && rmdir(sb->cg_client) && errno == EBUSY; i++)
 		usleep(20000);
+	for (int i = 0; i < 50 && sb->cg_server[0] && rmdir(sb->cg_server) && errno == EBUSY; i++)
+		usleep(20000);
 	if (sb->cg_root[0])
 		rmdir(sb->cg_root);
 	if (sb->instance[0]) {
-		unlink(sb_log_path(sb));
+		if (!getenv("FG_TEST_KEEP_LOGS"))	/* for debugging a run */
+			unlink(sb_log_path(sb));
 		sb_sh("rm -rf %s", sb_state_dir(sb));
 	}
 }
@@ -446,8 +467,9 @@ static int recv_fd(int sock)
 	return fd >= 0 ? fd : err;
 }
 
-/* Runs @fn in a child inside the client cgroup and netns; @fn reports on @sock. */
-static int in_client(struct sandbox *sb, void (*fn)(int sock, void *arg), void *arg)
+/* Runs @fn in a child inside @side's cgroup and netns; @fn reports on @sock. */
+static int in_side(struct sandbox *sb, enum sb_side side, void (*fn)(int sock, void *arg),
+		   void *arg)
 {
 	int sp[2], r;
 	pid_t pid;
@@ -457,7 +479,7 @@ static int in_client(struct sandbox *sb, void (*fn)(int sock, void *arg), void *
 	pid = fork();
 	if (pid == 0) {
 		close(sp[0]);
-		r = enter(sb->cg_client, sb->ns_client);
+		r = enter(side_cgroup(sb, side), side_ns(sb, side));
 		if (r)
 			send_fd(sp[1], -1, r);
 		else
@@ -494,11 +516,17 @@ static void do_connect(int sock, void *arg)
 	send_fd(sock, r ? -1 : fd, r);
 }
 
-int sb_connect(struct sandbox *sb, int family, int type, const char *addr, int port)
+int sb_connect_from(struct sandbox *sb, enum sb_side side, int family, int type, const char *addr,
+		    int port)
 {
 	struct connect_req req = { .family = family, .type = type, .addr = addr, .port = port };
 
-	return in_client(sb, do_connect, &req);
+	return in_side(sb, side, do_connect, &req);
+}
+
+int sb_connect(struct sandbox *sb, int family, int type, const char *addr, int port)
+{
+	return sb_connect_from(sb, SB_CLIENT, family, type, addr, port);
 }
 
 static void do_connect_many(int sock, void *arg)
@@ -524,7 +552,7 @@ int sb_connect_many(struct sandbox *sb, const char *addr, int port, int count)
 {
 	struct connect_req req = { .addr = addr, .port = port, .count = count };
 
-	return in_client(sb, do_connect_many, &req);
+	return in_side(sb, SB_CLIENT, do_connect_many, &req);
 }
 
 int sb_echo(int fd, const char *msg, int timeout_ms)

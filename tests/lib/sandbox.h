@@ -7,8 +7,9 @@
  * named after the test's pid and removed by sb_teardown(), also after a
  * failed run.
  *
- *   client netns  fgc<pid>  10.231.0.1/24  fd00:231::1/64
- *   server netns  fgs<pid>  10.231.0.2/24  fd00:231::2/64
+ *   client netns  fgc<pid>  10.231.0.1/24  fd00:231::1/64  cgroup .../client
+ *   server netns  fgs<pid>  10.231.0.2/24  fd00:231::2/64  cgroup .../server
+ *                                                          (managed only)
  */
 #ifndef FG_TEST_SANDBOX_H
 #define FG_TEST_SANDBOX_H
@@ -28,20 +29,32 @@
 #define SB_ECHO_PORT 8080
 #define SB_OTHER_PORT 8081	/* also served, never allowed by the tests */
 
+enum sb_side {
+	SB_CLIENT,
+	SB_SERVER,
+};
+
 struct sandbox {
+	bool managed;			/* the server side is a workload too */
 	char instance[64];
 	char pin_dir[PATH_MAX];
 	char cg_root[PATH_MAX];		/* the managed subtree */
 	char cg_client[PATH_MAX];	/* the client workload */
+	char cg_server[PATH_MAX];	/* the server workload, when managed */
 	__u64 client_cgid;
 	char ns_client[32];
 	char ns_server[32];
 	pid_t agent;
-	pid_t server;
+	pid_t server;			/* echo server on the server side */
+	pid_t client_server;		/* and on the client side, when managed */
 };
 
-/* Creates cgroups, namespaces, veth and the echo server. */
-int sb_setup(struct sandbox *sb);
+/*
+ * Creates cgroups, namespaces, veth and the echo server. With @managed, the
+ * server side runs in its own cgroup of the managed subtree, and the client
+ * side serves too, so that both can be workloads calling each other.
+ */
+int sb_setup(struct sandbox *sb, bool managed);
 
 /* Stops everything sb_setup() and sb_agent_start() made and removes it. */
 void sb_teardown(struct sandbox *sb);
@@ -57,6 +70,10 @@ int sb_agent_stop(struct sandbox *sb, int sig);
  * connected socket back: returns its fd, or -errno of socket()/connect().
  */
 int sb_connect(struct sandbox *sb, int family, int type, const char *addr, int port);
+
+/* sb_connect() from either side. */
+int sb_connect_from(struct sandbox *sb, enum sb_side side, int family, int type, const char *addr,
+		    int port);
 
 /*
  * Opens and closes @count TCP connections to the echo server from the

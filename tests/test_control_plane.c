@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The control plane as an operator drives it: only fedguardd and
+ * fedguardctl (the binaries named by $FEDGUARDD and $FEDGUARDCTL), two
+ * workloads each in its own cgroup and network namespace, a policy file
+ * allowing A -> B:8080/tcp and nothing else.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/require.h"
+#include "lib/sandbox.h"
+
+#define A "spiffe://mesh.test/ns/shop/a"
+#define B "spiffe://mesh.test/ns/shop/b"
+
+enum {
+	ECHO_MS = 2000,
+	ABORT_WAIT_MS = 2000,	/* bound on waiting for the torn-down socket */
+	OUTPUT_MAX = 65536,
+};
+
+static struct sandbox sb;
+static char policy_path[PATH_MAX];
+static char output[OUTPUT_MAX];
+
+/* Runs fedguardctl for the sandbox's instance; its exit status, output in `output`. */
+__attribute__((format(printf, 1, 2))) static int ctl(const char *fmt, ...)
+{
+	char args[2048], cmd[4096];
+	size_t n;
+	va_list ap;
+	FILE *p;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "%s --instance %s %s 2>&1", getenv("FEDGUARDCTL"), sb.instance,
+		 args);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p, "popen %s", cmd);
+	n = fread(output, 1, sizeof(output) - 1, p);
+	output[n] = 0;
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000L + ts.tv_nsec / 1000;
+}
+
+static void write_policy(void)
+{
+	FILE *f;
+
+	snprintf(policy_path, sizeof(policy_path), "/tmp/fedguard-%s-policy.yaml", sb.instance);
+	f = fopen(policy_path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "version: 1\n"
+		   "rules:\n"
+		   "  - name: a-calls-b\n"
+		   "    action: allow\n"
+		   "    from: {spiffe_id: %s}\n"
+		   "    to: {spiffe_id: %s}\n"
+		   "    ports: [%d]\n"
+		   "    protocols: [tcp]\n",
+		   A, B, SB_ECHO_PORT);
+	fclose(f);
+}
+
+static void register_workloads(void)
+{
+	cr_assert_eq(ctl("workload add --spiffe-id %s --cgroup %s --ip %s --ip %s "
+			 "--netns /var/run/netns/%s --label app=a",
+			 A, sb.cg_client, SB_CLIENT_V4, SB_CLIENT_V6, sb.ns_client), 0,
+		     "workload add a: %s", output);
+	cr_assert_eq(ctl("workload add --spiffe-id %s --cgroup %s --ip %s --ip %s "
+			 "--netns /var/run/netns/%s --label app=b",
+			 B, sb.cg_server, SB_SERVER_V4, SB_SERVER_V6, sb.ns_server), 0,
+		     "workload add b: %s", output);
+	write_policy();
+	cr_assert_eq(ctl("policy apply %s", policy_path), 0, "policy apply: %s", output);
+}
+
+static void setup(void)
+{
+	int r;
+
+	fg_test_require_root_bpf();
+	cr_assert_not_null(getenv("FEDGUARDCTL"), "FEDGUARDCTL is not set");
+	r = sb_setup(&sb, true);
+	cr_assert_eq(r, 0, "sandbox: %s", strerror(-r));
+	r = sb_agent_start(&sb);
+	cr_assert_eq(r, 0, "fedguardd did not become ready (%s); log: %s", strerror(-r),
+		     sb_log_path(&sb));
+	register_workloads();
+}
+
+static void teardown(void)
+{
+	if (policy_path[0])
+		unlink(policy_path);
+	sb_teardown(&sb);
+}
+
+TestSuite(control_plane, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(control_plane, allowed_call)
+{
+	int fd = sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT);
+
+	cr_assert_geq(fd, 0, "A -> B:8080 refused: %s", strerror(-fd));
+	cr_expect_eq(sb_echo(fd, "a to b", ECHO_MS), 0);
+	close(fd);
+	fd = sb_connect(&sb, AF_INET6, SOCK_STREAM, SB_SERVER_V6, SB_ECHO_PORT);
+	cr_assert_geq(fd, 0, "A -> B:8080 over IPv6 refused: %s", strerror(-fd));
+	cr_expect_eq(sb_echo(fd, "a to b", ECHO_MS), 0);
+	close(fd);
+}
+
+Test(control_plane, denied_by_port)
+{
+	int fd = sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_OTHER_PORT);
+
+	cr_expect_eq(fd, -EPERM, "A -> B:8081: got %d", fd);
+	fd = sb_connect(&sb, AF_INET, SOCK_DGRAM, SB_SERVER_V4, SB_ECHO_PORT);
+	cr_expect_eq(fd, -EPERM, "A -> B:8080/udp: got %d", fd);
+}
+
+Test(control_plane, denied_by_identity)
+{
+	int fd = sb_connect_from(&sb, SB_SERVER, AF_INET, SOCK_STREAM, SB_CLIENT_V4, SB_ECHO_PORT);
+
+	cr_expect_eq(fd, -EPERM, "B -> A:8080: got %d", fd);
+}
+
+Test(control_plane, policy_check_names_the_rule)
+{
+	cr_assert_eq(ctl("policy check %s %s %d/tcp", A, B, SB_ECHO_PORT), 0, "%s", output);
+	cr_expect(strstr(output, "a-calls-b") != NULL, "check output: %s", output);
+	cr_expect_eq(ctl("-j policy check %s %s %d/tcp", B, A, SB_ECHO_PORT), 0, "%s", output);
+	cr_expect(strstr(output, "\"deny\"") != NULL, "check output: %s", output);
+}
+
+/* Waits (bounded) until the socket reports an error; returns it (positive errno) or 0. */
+static int wait_for_error(int fd, long *at_us)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int err = 0;
+	socklen_t len = sizeof(err);
+	char c;
+
+	if (poll(&p, 1, ABORT_WAIT_MS) != 1)
+		return 0;
+	*at_us = now_us();
+	if (recv(fd, &c, 1, MSG_DONTWAIT) < 0)
+		return errno;
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+	return err;
+}
+
+Test(control_plane, quarantine_cuts_a_live_connection_and_release_restores)
+{
+	int fd = sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT);
+	long start, seen = 0;
+	int err;
+
+	cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
+	cr_assert_eq(sb_echo(fd, "before", ECHO_MS), 0);
+
+	start = now_us();
+	cr_assert_eq(ctl("quarantine add %s --reason test", A), 0, "quarantine add: %s", output);
+	err = wait_for_error(fd, &seen);
+	cr_expect_eq(err, ECONNABORTED, "the application saw %d (%s), not ECONNABORTED", err,
+		     strerror(err));
+	fprintf(stderr, "quarantine: connection aborted %.2f ms after 'fedguardctl quarantine "
+			"add' started (CLI process included); agent said: %s",
+		seen ? (seen - start) / 1000.0 : -1.0, output);
+	close(fd);
+	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT), -EPERM,
+		     "a quarantined identity connected");
+
+	cr_assert_eq(ctl("quarantine del %s", A), 0, "quarantine del: %s", output);
+	fd = sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT);
+	cr_assert_geq(fd, 0, "after release: %s", strerror(-fd));
+	cr_expect_eq(sb_echo(fd, "after release", ECHO_MS), 0);
+	close(fd);
+}
+
+Test(control_plane, state_persists_across_restart)
+{
+	cr_assert_eq(ctl("quarantine add %s --reason persist", B), 0, "%s", output);
+	cr_assert_eq(sb_agent_stop(&sb, SIGTERM), 0);
+
+	/* no agent: the pinned maps keep enforcing the quarantine */
+	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT), -EPERM,
+		     "quarantine not enforced while the agent is down");
+
+	cr_assert_eq(sb_agent_start(&sb), 0, "restart; log: %s", sb_log_path(&sb));
+	cr_expect_eq(ctl("-j workload list"), 0, "%s", output);
+	cr_expect(strstr(output, A) && strstr(output, B), "workloads lost: %s", output);
+	cr_expect_eq(ctl("-j quarantine list"), 0, "%s", output);
+	cr_expect(strstr(output, B) != NULL, "quarantine lost: %s", output);
+	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT), -EPERM);
+
+	cr_assert_eq(ctl("quarantine del %s", B), 0, "%s", output);
+	int fd = sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT);
+
+	cr_assert_geq(fd, 0, "policy lost across restart: %s", strerror(-fd));
+	close(fd);
+}
+
+Test(control_plane, non_root_client_is_refused)
+{
+	char cmd[2048];
+	int st;
+
+	snprintf(cmd, sizeof(cmd),
+		 "setpriv --reuid=65534 --regid=65534 --clear-groups %s --instance %s "
+		 "workload list >/dev/null 2>&1",
+		 getenv("FEDGUARDCTL"), sb.instance);
+	st = system(cmd);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "a non-root client got status %d", st);
+	cr_expect_eq(ctl("workload list"), 0, "root is refused: %s", output);
+}
+
+Test(control_plane, bad_input_changes_nothing)
+{
+	cr_expect_eq(ctl("workload add --spiffe-id spiffe://Mesh.test/x --cgroup %s", sb.cg_root),
+		     1, "%s", output);
+	cr_expect(strstr(output, "trust domain") != NULL, "message: %s", output);
+	cr_expect_eq(ctl("quarantine add not-an-id"), 1, "%s", output);
+	cr_expect_eq(ctl("workload frobnicate"), 2, "%s", output);
+	int fd = sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT);
+
+	cr_expect_geq(fd, 0, "allowed traffic broke after bad requests");
+	if (fd >= 0)
+		close(fd);
+}
