@@ -15,6 +15,9 @@
 
 struct ctl {
 	const char *instance;
+	const char *socket_path; /* --socket, else socket_buf */
+	bool socket_given;
+	char socket_buf[108];	/* control_default_path(instance) */
 	char pin_dir[PATH_MAX]; /* FG_PIN_ROOT/<instance> */
 	bool json;
 };
