@@ -2,16 +2,40 @@
 /*
  * fedguardctl: "fedguardctl [GLOBAL OPTIONS] OBJECT [VERB] [ARGS]", driven
  * by a table of commands. An entry is either an object with a table of
- * verbs, or a command that runs.
+ * verbs, or a command that runs. The dispatcher parses every option of a
+ * command (its own and the global ones) with getopt_long; the command's run
+ * function finds its own options, in command-line order, in ctl->opts.
  */
 #ifndef FEDGUARD_CTL_H
 #define FEDGUARD_CTL_H
 
+#include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* A command's result after it printed a usage error: exit status 2. */
 #define CTL_USAGE 1
+
+#define CTL_OPTS_MAX 256
+
+/* The long options of the commands; the global ones are below 512. */
+enum ctl_opt {
+	CTL_OPT_SPIFFE_ID = 512,
+	CTL_OPT_CGROUP,
+	CTL_OPT_IP,
+	CTL_OPT_NETNS,
+	CTL_OPT_LABEL,
+	CTL_OPT_NODE,
+	CTL_OPT_DRY_RUN,
+	CTL_OPT_REASON,
+};
+
+/* One command option as given: its enum ctl_opt value and its argument (or NULL). */
+struct ctl_optval {
+	int opt;
+	const char *arg;
+};
 
 struct ctl {
 	const char *instance;
@@ -20,18 +44,27 @@ struct ctl {
 	char socket_buf[108];	/* control_default_path(instance) */
 	char pin_dir[PATH_MAX]; /* FG_PIN_ROOT/<instance> */
 	bool json;
+	struct ctl_optval opts[CTL_OPTS_MAX];
+	size_t nopts;
 };
 
 struct ctl_cmd {
 	const char *name;
 	const char *args; /* synopsis of the arguments, "" for none */
 	const char *help; /* one line */
-	/* 0, CTL_USAGE or -errno; argv: what follows the command and its options. */
+	/* 0, CTL_USAGE or -errno; argv: the positional arguments after the command. */
 	int (*run)(struct ctl *ctl, int argc, char **argv);
 	const struct ctl_cmd *verbs; /* an object's verbs, NULL-name terminated */
+	const struct option *opts;   /* the command's own long options, or NULL */
+	const char *opts_help;	     /* their help lines, or NULL */
 };
 
-/* fedguardctl status: the pinned state of the instance. */
+/* fedguardctl status: the pinned state of the instance, and the agent's view. */
 int ctl_status(struct ctl *ctl, int argc, char **argv);
+
+extern const struct ctl_cmd ctl_workload_verbs[];
+extern const struct ctl_cmd ctl_endpoint_verbs[];
+extern const struct ctl_cmd ctl_policy_verbs[];
+extern const struct ctl_cmd ctl_quarantine_verbs[];
 
 #endif /* FEDGUARD_CTL_H */

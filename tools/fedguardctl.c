@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * fedguardctl: inspect (and later drive) a fedguard instance through its
- * pinned state. Exit status: 0 ok, 1 failure, 2 usage error.
+ * fedguardctl: drives a fedguard instance through the agent's control socket
+ * (docs/control-protocol.md) and inspects its pinned state. Exit status:
+ * 0 ok, 1 failure, 2 usage error. docs/cli.md describes every command.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control.h"
 #include "ctl.h"
 #include "log.h"
 #include "pin.h"
@@ -18,11 +20,37 @@
 /* parse_*(): --help or --version was answered; exit 0. */
 #define ARGS_DONE 2
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 static const struct ctl_cmd commands[] = {
+	{
+		.name = "workload",
+		.args = "VERB",
+		.help = "register local workloads: add, del, list",
+		.verbs = ctl_workload_verbs,
+	},
+	{
+		.name = "endpoint",
+		.args = "VERB",
+		.help = "register remote endpoints: add, del, list",
+		.verbs = ctl_endpoint_verbs,
+	},
+	{
+		.name = "policy",
+		.args = "VERB",
+		.help = "apply, show and check the policy",
+		.verbs = ctl_policy_verbs,
+	},
+	{
+		.name = "quarantine",
+		.args = "VERB",
+		.help = "cut identities and trust domains off: add, del, list",
+		.verbs = ctl_quarantine_verbs,
+	},
 	{
 		.name = "status",
 		.args = "",
-		.help = "show programs, links, maps, policy, TC filters and counters",
+		.help = "show programs, links, maps, policy, TC filters, counters and the agent",
 		.run = ctl_status,
 	},
 	{},
@@ -30,11 +58,13 @@ static const struct ctl_cmd commands[] = {
 
 enum {
 	OPT_INSTANCE = 256,
+	OPT_SOCKET,
 	OPT_VERSION,
 };
 
 static const struct option global_opts[] = {
 	{"instance", required_argument, NULL, OPT_INSTANCE},
+	{"socket", required_argument, NULL, OPT_SOCKET},
 	{"json", no_argument, NULL, 'j'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, OPT_VERSION},
@@ -42,14 +72,15 @@ static const struct option global_opts[] = {
 };
 
 static const char options_help[] =
-	"  --instance NAME   the instance to act on (default \"default\")\n"
-	"  -j, --json        JSON output\n"
-	"  -h, --help        help (of a command, after its name)\n";
+	"  --instance NAME     the instance to act on (default \"default\")\n"
+	"  --socket PATH       the agent's control socket (default /run/fedguard/NAME.sock)\n"
+	"  -j, --json          JSON output\n"
+	"  -h, --help          help (of a command, after its name)\n";
 
 static void usage_table(FILE *out, const char *path, const struct ctl_cmd *table)
 {
 	const struct ctl_cmd *c;
-	char synopsis[64];
+	char synopsis[256];
 
 	fprintf(out, "Usage: fedguardctl [OPTIONS] %s%s%s [ARGS]\n\n", path, *path ? " " : "",
 		*path ? "VERB" : "OBJECT [VERB]");
@@ -57,19 +88,26 @@ static void usage_table(FILE *out, const char *path, const struct ctl_cmd *table
 	for (c = table; c->name; c++) {
 		snprintf(synopsis, sizeof(synopsis), "%s%s%s", c->name, *c->args ? " " : "",
 			 c->args);
-		fprintf(out, "  %-24s %s\n", synopsis, c->help);
+		/* A long synopsis gets a line of its own. */
+		if (strlen(synopsis) > 24)
+			fprintf(out, "  %s\n  %-24s %s\n", synopsis, "", c->help);
+		else
+			fprintf(out, "  %-24s %s\n", synopsis, c->help);
 	}
 	fprintf(out, "\nOptions:\n%s", options_help);
 	if (!*path)
-		fprintf(out, "      --version     print the version\n");
+		fprintf(out, "      --version       print the version\n");
 	fprintf(out, "\nRun 'fedguardctl %s%s%s --help' for the help of one.\n", path,
 		*path ? " " : "", *path ? "VERB" : "COMMAND");
 }
 
 static void usage_cmd(FILE *out, const char *path, const struct ctl_cmd *cmd)
 {
-	fprintf(out, "Usage: fedguardctl [OPTIONS] %s%s%s\n\n%s.\n\nOptions:\n%s", path,
-		*cmd->args ? " " : "", cmd->args, cmd->help, options_help);
+	fprintf(out, "Usage: fedguardctl [OPTIONS] %s%s%s\n\n%s.\n\n", path, *cmd->args ? " " : "",
+		cmd->args, cmd->help);
+	if (cmd->opts_help)
+		fprintf(out, "Options:\n%s\n", cmd->opts_help);
+	fprintf(out, "Global options:\n%s", options_help);
 }
 
 /* Options accepted before the command and after it alike. */
@@ -79,6 +117,10 @@ static int parse_opt(struct ctl *ctl, int c)
 	case OPT_INSTANCE:
 		ctl->instance = optarg;
 		return 0;
+	case OPT_SOCKET:
+		ctl->socket_path = optarg;
+		ctl->socket_given = true;
+		return 0;
 	case 'j':
 		ctl->json = true;
 		return 0;
@@ -87,31 +129,91 @@ static int parse_opt(struct ctl *ctl, int c)
 	}
 }
 
-/* getopt_long over argv[1..]; the command-specific --help prints usage_cmd(). */
+/* The global options followed by the command's own, into opts of n entries. */
+static int merge_opts(const struct ctl_cmd *cmd, struct option *opts, size_t n)
+{
+	size_t i = 0, j;
+
+	for (j = 0; global_opts[j].name && i + 1 < n; j++)
+		opts[i++] = global_opts[j];
+	for (j = 0; cmd->opts && cmd->opts[j].name && i + 1 < n; j++)
+		opts[i++] = cmd->opts[j];
+	if (i + 1 == n)
+		return -E2BIG;
+	memset(&opts[i], 0, sizeof(opts[i]));
+	return 0;
+}
+
+/* Reports what getopt_long refused, naming the option. */
+static int opt_error(const char *path, int c, char **argv)
+{
+	const char *arg = argv[optind - 1];
+	char shortopt[3] = {'-', (char)optopt, '\0'};
+
+	/* For a short option in a cluster, argv[optind - 1] is the cluster. */
+	if (optopt && optopt < 256)
+		arg = shortopt;
+	if (c == ':')
+		log_error("%s%soption '%s' needs an argument", path, *path ? ": " : "", arg);
+	else
+		log_error("%s%sunknown option '%s': see 'fedguardctl %s%s--help'", path,
+			  *path ? ": " : "", arg, path, *path ? " " : "");
+	return CTL_USAGE;
+}
+
+/*
+ * getopt_long over argv[1..]: global options are applied, the command's
+ * own are collected into ctl->opts, --help prints usage_cmd().
+ */
 static int parse_leaf(struct ctl *ctl, const char *path, const struct ctl_cmd *cmd, int argc,
 		      char **argv)
 {
+	struct option opts[32];
 	int c, r;
 
+	if (merge_opts(cmd, opts, ARRAY_SIZE(opts)))
+		return log_error_errno(-E2BIG, "%s: too many options in the command table", path);
+	opterr = 0;
 	optind = 0; /* a new argv for GNU getopt: rescan from argv[1] */
-	while ((c = getopt_long(argc, argv, "jh", global_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
 		if (c == 'h') {
 			usage_cmd(stdout, path, cmd);
 			return ARGS_DONE;
 		}
-		r = parse_opt(ctl, c);
-		if (r)
-			return r;
+		if (c == '?' || c == ':')
+			return opt_error(path, c, argv);
+		if (c < CTL_OPT_SPIFFE_ID) {
+			r = parse_opt(ctl, c);
+			if (r)
+				return r;
+			continue;
+		}
+		if (ctl->nopts == CTL_OPTS_MAX) {
+			log_error("%s: more than %d options", path, CTL_OPTS_MAX);
+			return CTL_USAGE;
+		}
+		ctl->opts[ctl->nopts++] = (struct ctl_optval){.opt = c, .arg = optarg};
 	}
 	return 0;
 }
 
-/* Validates the instance name and derives the pin directory. */
+/* Validates the instance name and derives the pin directory and the socket path. */
 static int ctl_prepare(struct ctl *ctl)
 {
+	int err;
+
 	if (sys_instance_check(ctl->instance))
 		return CTL_USAGE;
-	return pin_path(ctl->pin_dir, sizeof(ctl->pin_dir), ctl->instance, NULL, NULL);
+	err = pin_path(ctl->pin_dir, sizeof(ctl->pin_dir), ctl->instance, NULL, NULL);
+	if (err)
+		return err;
+	if (ctl->socket_given)
+		return 0;
+	err = control_default_path(ctl->instance, ctl->socket_buf, sizeof(ctl->socket_buf));
+	if (err)
+		return log_error_errno(err, "instance '%s': no socket path", ctl->instance);
+	ctl->socket_path = ctl->socket_buf;
+	return 0;
 }
 
 static const struct ctl_cmd *find_cmd(const struct ctl_cmd *table, const char *name)
@@ -170,7 +272,10 @@ static int parse_global(struct ctl *ctl, int argc, char **argv)
 {
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "+jh", global_opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:jh", global_opts, NULL)) != -1) {
+		if (c == '?' || c == ':')
+			return opt_error("", c, argv);
 		if (c == 'h') {
 			usage_table(stdout, "", commands);
 			return ARGS_DONE;
