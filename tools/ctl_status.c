@@ -3,7 +3,10 @@
  * fedguardctl status: what an instance has pinned, read from bpffs alone
  * (no agent needed): programs, cgroup links, maps and their fill, the
  * active policy, TC filters and the per-CPU counters summed by reason.
- * Collected into one JSON tree, printed as JSON (-j) or as text.
+ * When the agent answers its control socket, what it adds (policy version,
+ * registrations, quarantine) is merged in; when it does not, enforcement
+ * goes on from the pins, so that is reported, not failed. Collected into
+ * one JSON tree, printed as JSON (-j) or as text.
  */
 #include <errno.h>
 #include <net/if.h>
@@ -17,7 +20,10 @@
 #include <json-c/json.h>
 
 #include "cleanup.h"
+#include "control.h"
 #include "ctl.h"
+#include "ctl_client.h"
+#include "ctl_util.h"
 #include "fedguard/abi.h"
 #include "log.h"
 #include "pin.h"
@@ -25,13 +31,8 @@
 #include "reason.h"
 #include "tc.h"
 
-static void json_putp(json_object **o)
-{
-	if (*o)
-		json_object_put(*o);
-}
-
-#define _cleanup_json_ __attribute__((cleanup(json_putp)))
+/* How long status waits for the agent: the pins are shown either way. */
+#define STATUS_AGENT_TIMEOUT_MS 5000
 
 static void add_u64(json_object *o, const char *key, __u64 v)
 {
@@ -340,24 +341,70 @@ static int collect_counters(const struct ctl *ctl, json_object *root)
 	return 0;
 }
 
-static json_object *jget(json_object *o, const char *key)
+/*
+ * Asks the agent for its status: the error message of a refusal, or why it
+ * could not be reached, into why. 0 with *result, or -errno.
+ */
+static int agent_status(const struct ctl *ctl, json_object **result, char *why, size_t len)
 {
-	json_object *v = NULL;
+	_cleanup_json_ json_object *reply = NULL;
+	json_object *e;
+	int r;
 
-	json_object_object_get_ex(o, key, &v);
-	return v;
+	r = ctl_call(ctl, "status", NULL, STATUS_AGENT_TIMEOUT_MS, &reply, why, len);
+	if (r)
+		return r;
+	if (!json_object_get_boolean(ctl_jget(reply, "ok"))) {
+		e = ctl_jget(reply, "error");
+		snprintf(why, len, "fedguardd at %s: %s", ctl->socket_path,
+			 json_object_get_string(ctl_jget(e, "message")));
+		return control_code_errno(json_object_get_string(ctl_jget(e, "code")));
+	}
+	*result = json_object_get(ctl_jget(reply, "result"));
+	return 0;
+}
+
+/*
+ * Merges the agent's status into root: its counts at the top, its policy
+ * version into "policy", the rest under "agent" with "reachable". An agent
+ * that does not answer is no error: the pins keep enforcing.
+ */
+static void collect_agent(const struct ctl *ctl, json_object *root)
+{
+	_cleanup_json_ json_object *res = NULL;
+	json_object *agent = json_object_new_object();
+	char why[512];
+
+	json_object_object_add(root, "agent", agent);
+	add_str(agent, "socket", ctl->socket_path);
+	if (agent_status(ctl, &res, why, sizeof(why))) {
+		json_object_object_add(agent, "reachable", json_object_new_boolean(false));
+		add_str(agent, "error", why);
+		return;
+	}
+	json_object_object_add(agent, "reachable", json_object_new_boolean(true));
+	json_object_object_foreach (res, key, val) {
+		if (!strcmp(key, "workloads") || !strcmp(key, "endpoints") ||
+		    !strcmp(key, "quarantined"))
+			json_object_object_add(root, key, json_object_get(val));
+		else if (!strcmp(key, "policy"))
+			json_object_object_add(ctl_jget(root, "policy"), "version",
+					       json_object_get(ctl_jget(val, "version")));
+		else if (!json_object_object_get_ex(root, key, NULL))
+			json_object_object_add(agent, key, json_object_get(val));
+	}
 }
 
 static const char *jstr(json_object *o, const char *key)
 {
-	json_object *v = jget(o, key);
+	json_object *v = ctl_jget(o, key);
 
 	return v ? json_object_get_string(v) : "-";
 }
 
 static unsigned long long ju64(json_object *o, const char *key)
 {
-	return json_object_get_uint64(jget(o, key));
+	return json_object_get_uint64(ctl_jget(o, key));
 }
 
 static void print_prog(json_object *p)
@@ -369,7 +416,7 @@ static void print_link(json_object *l)
 {
 	printf("  %-16s id %-6llu prog %-6llu ", jstr(l, "name"), ju64(l, "id"),
 	       ju64(l, "prog_id"));
-	if (!jget(l, "cgroup_id"))
+	if (!ctl_jget(l, "cgroup_id"))
 		printf("%s\n", jstr(l, "type"));
 	else if (ju64(l, "cgroup_id"))
 		printf("cgroup %-6llu %s\n", ju64(l, "cgroup_id"), jstr(l, "attach_type"));
@@ -383,7 +430,7 @@ static void print_map(json_object *m)
 
 	if (strcmp(jstr(m, "type"), "ringbuf") == 0)
 		snprintf(fill, sizeof(fill), "%llu bytes", ju64(m, "max_entries"));
-	else if (jget(m, "entries"))
+	else if (ctl_jget(m, "entries"))
 		snprintf(fill, sizeof(fill), "%llu/%llu entries", ju64(m, "entries"),
 			 ju64(m, "max_entries"));
 	else
@@ -411,13 +458,32 @@ static void print_section(const char *title, json_object *arr, void (*fn)(json_o
 
 static void print_policy(json_object *p)
 {
-	if (!json_object_get_boolean(jget(p, "installed"))) {
+	char version[64] = "";
+
+	if (!json_object_get_boolean(ctl_jget(p, "installed"))) {
 		printf("policy: none installed: the datapath denies everything\n");
 		return;
 	}
-	printf("policy: generation %s, %llu rules (map id %llu, at most %llu entries)%s\n",
-	       jstr(p, "generation"), ju64(p, "rules"), ju64(p, "map_id"), ju64(p, "max_entries"),
-	       json_object_get_boolean(jget(p, "pin_current")) ? "" : ", pin outdated");
+	/* The version is known to the agent only. */
+	if (ctl_jget(p, "version"))
+		snprintf(version, sizeof(version), "version %s, ", jstr(p, "version"));
+	printf("policy: %sgeneration %s, %llu rules (map id %llu, at most %llu entries)%s\n",
+	       version, jstr(p, "generation"), ju64(p, "rules"), ju64(p, "map_id"),
+	       ju64(p, "max_entries"),
+	       json_object_get_boolean(ctl_jget(p, "pin_current")) ? "" : ", pin outdated");
+}
+
+static void print_agent(json_object *root)
+{
+	json_object *a = ctl_jget(root, "agent");
+
+	if (!json_object_get_boolean(ctl_jget(a, "reachable"))) {
+		printf("agent: not reachable, enforcement goes on from the pins (%s)\n",
+		       jstr(a, "error"));
+		return;
+	}
+	printf("agent: %s, %llu workloads, %llu endpoints, %llu quarantined\n", jstr(a, "socket"),
+	       ju64(root, "workloads"), ju64(root, "endpoints"), ju64(root, "quarantined"));
 }
 
 static void print_counters(json_object *c)
@@ -431,12 +497,13 @@ static void print_counters(json_object *c)
 static void print_text(const struct ctl *ctl, json_object *root)
 {
 	printf("instance '%s' (%s)\n", ctl->instance, ctl->pin_dir);
-	print_policy(jget(root, "policy"));
-	print_section("programs", jget(root, "programs"), print_prog);
-	print_section("links", jget(root, "links"), print_link);
-	print_section("tc filters", jget(root, "tc"), print_tc);
-	print_section("maps", jget(root, "maps"), print_map);
-	print_counters(jget(root, "counters"));
+	print_agent(root);
+	print_policy(ctl_jget(root, "policy"));
+	print_section("programs", ctl_jget(root, "programs"), print_prog);
+	print_section("links", ctl_jget(root, "links"), print_link);
+	print_section("tc filters", ctl_jget(root, "tc"), print_tc);
+	print_section("maps", ctl_jget(root, "maps"), print_map);
+	print_counters(ctl_jget(root, "counters"));
 }
 
 static int status_collect(const struct ctl *ctl, json_object *root)
@@ -482,9 +549,9 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
 	err = status_collect(ctl, root);
 	if (err)
 		return err;
+	collect_agent(ctl, root);
 	if (ctl->json)
-		puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-								  JSON_C_TO_STRING_NOSLASHESCAPE));
+		ctl_print_json(root);
 	else
 		print_text(ctl, root);
 	return 0;
