@@ -348,7 +348,7 @@ static int collect_counters(const struct ctl *ctl, json_object *root)
 static int agent_status(const struct ctl *ctl, json_object **result, char *why, size_t len)
 {
 	_cleanup_json_ json_object *reply = NULL;
-	json_object *e;
+	json_object *e, *res;
 	int r;
 
 	r = ctl_call(ctl, "status", NULL, STATUS_AGENT_TIMEOUT_MS, &reply, why, len);
@@ -360,7 +360,9 @@ static int agent_status(const struct ctl *ctl, json_object **result, char *why, 
 			 json_object_get_string(ctl_jget(e, "message")));
 		return control_code_errno(json_object_get_string(ctl_jget(e, "code")));
 	}
-	*result = json_object_get(ctl_jget(reply, "result"));
+	res = ctl_jget(reply, "result");
+	*result = json_object_is_type(res, json_type_object) ? json_object_get(res)
+							     : json_object_new_object();
 	return 0;
 }
 
