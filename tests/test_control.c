@@ -2,9 +2,11 @@
 /*
  * agent/control.c and tools/ctl_client.c over real Unix sockets: a
  * control_serve() loop runs in a thread with a small command table that
- * counts its calls; clients send raw bytes (framing, every refusal) or go
- * through ctl_request(). The peer credential cases fork a child that drops
- * to uid 65534; they need root, and skip outside CI when not root.
+ * counts its calls; clients send raw bytes (framing, every refusal), go
+ * through ctl_request(), or are the fedguardctl binary ($FEDGUARDCTL) run
+ * with --socket, against handlers that record the args they get and answer
+ * canned results. The peer credential cases fork a child that drops to uid
+ * 65534; they need root, and skip outside CI when not root.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -96,10 +98,78 @@ static int cmd_broken(void *ctx, struct json_object *args, struct json_object *r
 	return -EIO;
 }
 
+/* The args of the last recorded command, as JSON text. */
+static pthread_mutex_t recorded_lock = PTHREAD_MUTEX_INITIALIZER;
+static char recorded[4096];
+
+static void record(struct json_object *args)
+{
+	atomic_fetch_add(&calls, 1);
+	pthread_mutex_lock(&recorded_lock);
+	snprintf(recorded, sizeof(recorded), "%s", json_object_to_json_string(args));
+	pthread_mutex_unlock(&recorded_lock);
+}
+
+/* Fills result with the members of a JSON text. */
+static int answer(struct json_object *result, const char *json)
+{
+	struct json_object *canned = json_tokener_parse(json);
+
+	json_object_object_foreach (canned, key, val)
+		json_object_object_add(result, key, json_object_get(val));
+	json_object_put(canned);
+	return 0;
+}
+
+static const char workloads_json[] =
+	"{\"workloads\": ["
+	"{\"spiffe_id\": \"spiffe://td/web\", \"identity\": 256, \"cgroup\": \"/sys/fs/cgroup/w\","
+	" \"cgroup_id\": 7, \"ips\": [\"10.0.0.1\", \"fd00::1\"], \"labels\": {\"app\": \"web\"}},"
+	"{\"spiffe_id\": \"spiffe://td/a/much/longer/name\", \"identity\": 1025,"
+	" \"cgroup\": \"/c\", \"cgroup_id\": 8, \"ips\": [], \"labels\": {}}]}";
+
+static int cmd_workload_add(void *ctx, struct json_object *args, struct json_object *result,
+			    struct control_error *err)
+{
+	record(args);
+	return answer(result, "{\"spiffe_id\": \"spiffe://td/web\", \"identity\": 256}");
+}
+
+static int cmd_workload_list(void *ctx, struct json_object *args, struct json_object *result,
+			     struct control_error *err)
+{
+	record(args);
+	return answer(result, workloads_json);
+}
+
+static int cmd_policy_apply(void *ctx, struct json_object *args, struct json_object *result,
+			    struct control_error *err)
+{
+	record(args);
+	return answer(result,
+		      "{\"version\": 7, \"entries\": 1, \"applied\": false, \"removed\": [],"
+		      " \"added\": [{\"src\": \"spiffe://td/web\", \"dst\": \"*\","
+		      " \"port\": 443, \"protocol\": \"tcp\", \"direction\": \"egress\","
+		      " \"action\": \"allow\", \"auth\": \"none\", \"rule\": \"out\"}]}");
+}
+
+static int cmd_policy_check(void *ctx, struct json_object *args, struct json_object *result,
+			    struct control_error *err)
+{
+	record(args);
+	return answer(result, "{\"decision\": \"deny\", \"rule\": null, \"auth\": \"none\","
+			      " \"reason\": \"no rule allows it\"}");
+}
+
 static const struct control_command table[] = {
 	{"echo", cmd_echo, ARGS("text", "n", "loud", "words", "labels")},
 	{"missing", cmd_missing, NULL},
 	{"broken", cmd_broken, NULL},
+	{"workload.add", cmd_workload_add, ARGS("spiffe_id", "cgroup", "ips", "netns", "labels")},
+	{"workload.del", cmd_missing, ARGS("spiffe_id")},
+	{"workload.list", cmd_workload_list, NULL},
+	{"policy.apply", cmd_policy_apply, ARGS("document", "source", "dry_run")},
+	{"policy.check", cmd_policy_check, ARGS("from", "to", "port", "protocol")},
 	{},
 };
 
@@ -190,6 +260,7 @@ static void server_stop(void)
 
 TestSuite(control, .fini = server_stop);
 TestSuite(ctl_client, .fini = server_stop);
+TestSuite(fedguardctl, .fini = server_stop);
 
 static long long now_ms(void)
 {
@@ -910,4 +981,238 @@ Test(ctl_client, an_oversized_request_still_gets_the_reply, .init = cr_redirect_
 	cr_expect_eq(ctl_request(&ctl, "echo", args, &result), -EINVAL);
 	expect_stderr("larger than 1048576 bytes");
 	cr_expect_eq(atomic_load(&calls), 0);
+}
+
+/* What a run of fedguardctl left: its exit status, stdout and stderr. */
+struct ctl_run {
+	int status;
+	char out[8192];
+	char err[4096];
+};
+
+static void slurp(int fd, char *buf, size_t len)
+{
+	ssize_t n;
+	size_t got = 0;
+
+	lseek(fd, 0, SEEK_SET);
+	while (got + 1 < len && (n = read(fd, buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	close(fd);
+}
+
+/* Runs $FEDGUARDCTL --socket S.path ARGS... (NULL-terminated) to its end. */
+static void run_ctl(struct ctl_run *run, const char *const args[])
+{
+	const char *bin = getenv("FEDGUARDCTL");
+	char out_path[128], err_path[128];
+	const char *argv[32];
+	int out, err, status;
+	size_t n = 0;
+	pid_t pid;
+
+	cr_assert_not_null(bin, "FEDGUARDCTL names the fedguardctl binary (meson test sets it)");
+	argv[n++] = bin;
+	argv[n++] = "--socket";
+	argv[n++] = S.path;
+	while (*args && n + 1 < sizeof(argv) / sizeof(argv[0]))
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	snprintf(out_path, sizeof(out_path), "%s/out-XXXXXX", S.dir);
+	snprintf(err_path, sizeof(err_path), "%s/err-XXXXXX", S.dir);
+	out = mkstemp(out_path);
+	err = mkstemp(err_path);
+	cr_assert(out >= 0 && err >= 0);
+	unlink(out_path);
+	unlink(err_path);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(out, STDOUT_FILENO);
+		dup2(err, STDERR_FILENO);
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status), "fedguardctl ended by signal %d", WTERMSIG(status));
+	run->status = WEXITSTATUS(status);
+	slurp(out, run->out, sizeof(run->out));
+	slurp(err, run->err, sizeof(run->err));
+}
+
+static struct json_object *recorded_args(void)
+{
+	struct json_object *args;
+
+	pthread_mutex_lock(&recorded_lock);
+	args = json_tokener_parse(recorded);
+	pthread_mutex_unlock(&recorded_lock);
+	cr_assert_not_null(args, "recorded args: %s", recorded);
+	return args;
+}
+
+/* The args the agent got equal the JSON text expected. */
+static void expect_args(const char *expected)
+{
+	struct json_object *got = recorded_args(), *want = json_tokener_parse(expected);
+
+	cr_assert_not_null(want, "%s", expected);
+	cr_expect(json_object_equal(got, want), "args %s, expected %s",
+		  json_object_to_json_string(got), expected);
+	json_object_put(got);
+	json_object_put(want);
+}
+
+Test(fedguardctl, usage_errors_exit_2_without_asking_the_agent)
+{
+	static const struct {
+		const char *mentions;
+		const char *argv[10];
+	} cases[] = {
+		{"--spiffe-id is required", {"workload", "add", "--cgroup", "x", NULL}},
+		{"--spiffe-id is given twice",
+		 {"workload", "add", "--spiffe-id", "a", "--spiffe-id", "b", "--cgroup", "c",
+		  NULL}},
+		{"'app': expected KEY=VALUE",
+		 {"workload", "add", "--spiffe-id", "a", "--cgroup", "c", "--label", "app", NULL}},
+		{"unknown option '--colour'", {"workload", "add", "--colour", "blue", NULL}},
+		{"missing ID", {"workload", "del", NULL}},
+		{"unexpected argument 'b'", {"workload", "del", "a", "b", NULL}},
+		{"unknown command 'workload frob'", {"workload", "frob", NULL}},
+		{"'8080' is not PORT/PROTO", {"policy", "check", "a", "b", "8080", NULL}},
+		{"'0/tcp' is not PORT/PROTO", {"policy", "check", "a", "b", "0/tcp", NULL}},
+		{"'80/sctp' is not PORT/PROTO", {"policy", "check", "a", "b", "80/sctp", NULL}},
+		{"missing FILE", {"policy", "apply", NULL}},
+		{"unexpected argument 'extra'", {"quarantine", "list", "extra", NULL}},
+		{"unknown option '--bogus'", {"--bogus", "status", NULL}},
+	};
+	struct ctl_run run;
+	size_t i;
+
+	server_start(NULL);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		run_ctl(&run, cases[i].argv);
+		cr_expect_eq(run.status, 2, "case %zu: status %d, stderr: %s", i, run.status,
+			     run.err);
+		cr_expect(strstr(run.err, cases[i].mentions), "case %zu: stderr '%s' mentions '%s'",
+			  i, run.err, cases[i].mentions);
+		cr_expect_str_empty(run.out, "case %zu: stdout '%s'", i, run.out);
+	}
+	cr_expect_eq(atomic_load(&calls), 0, "no request reached the agent");
+}
+
+Test(fedguardctl, workload_add_sends_its_options_as_args)
+{
+	static const char *const args[] = {
+		"workload", "add",	"--spiffe-id", "spiffe://td/web", "--cgroup", "web",
+		"--ip",	    "10.0.0.1", "--label",     "app=web",	  "--ip",     "fd00::1",
+		"--label",  "tier=",	"--netns",     "/run/netns/w",	  NULL};
+	struct ctl_run run;
+
+	server_start(NULL);
+	run_ctl(&run, args);
+	cr_assert_eq(run.status, 0, "stderr: %s", run.err);
+	cr_expect_str_eq(run.out, "workload spiffe://td/web registered as identity 256\n");
+	expect_args("{\"spiffe_id\": \"spiffe://td/web\", \"cgroup\": \"web\","
+		    " \"ips\": [\"10.0.0.1\", \"fd00::1\"], \"netns\": \"/run/netns/w\","
+		    " \"labels\": {\"app\": \"web\", \"tier\": \"\"}}");
+}
+
+Test(fedguardctl, lists_are_aligned_tables)
+{
+	static const char *const args[] = {"workload", "list", NULL};
+	static const char expected[] =
+		"SPIFFE ID                       IDENTITY  CGROUP            IPS               NETNS  LABELS\n"
+		"spiffe://td/web                 256       /sys/fs/cgroup/w  10.0.0.1,fd00::1  -      app=web\n"
+		"spiffe://td/a/much/longer/name  1025      /c                -                 -      -\n";
+	struct ctl_run run;
+
+	server_start(NULL);
+	run_ctl(&run, args);
+	cr_assert_eq(run.status, 0, "stderr: %s", run.err);
+	cr_expect_str_eq(run.out, expected);
+}
+
+Test(fedguardctl, json_output_is_the_agents_result)
+{
+	static const char *const args[] = {"workload", "list", "-j", NULL};
+	struct json_object *got, *want = json_tokener_parse(workloads_json);
+	struct ctl_run run;
+
+	server_start(NULL);
+	run_ctl(&run, args);
+	cr_assert_eq(run.status, 0, "stderr: %s", run.err);
+	got = json_tokener_parse(run.out);
+	cr_assert_not_null(got, "stdout is JSON: %s", run.out);
+	cr_expect(json_object_equal(got, want), "stdout %s", run.out);
+	json_object_put(got);
+	json_object_put(want);
+}
+
+Test(fedguardctl, an_agent_error_exits_1_with_its_message)
+{
+	static const char *const args[] = {"workload", "del", "spiffe://td/x", NULL};
+	struct ctl_run run;
+
+	server_start(NULL);
+	run_ctl(&run, args);
+	cr_expect_eq(run.status, 1);
+	cr_expect_str_eq(run.err, "fedguardctl: workload 'spiffe://td/x' is not registered\n");
+	cr_expect_str_empty(run.out);
+}
+
+Test(fedguardctl, an_absent_agent_exits_1_naming_the_socket)
+{
+	static const char *const args[] = {"workload", "list", NULL};
+	char expected[256];
+	struct ctl_run run;
+
+	make_dir();
+	run_ctl(&run, args);
+	cr_expect_eq(run.status, 1);
+	snprintf(expected, sizeof(expected), "cannot reach fedguardd at %s: No such file", S.path);
+	cr_expect(strstr(run.err, expected), "stderr '%s' mentions '%s'", run.err, expected);
+}
+
+Test(fedguardctl, policy_apply_sends_the_file)
+{
+	static const char doc[] = "version: 7\nrules: []\n";
+	const char *args[] = {"policy", "apply", NULL, "--dry-run", NULL};
+	char path[160], want[512];
+	struct ctl_run run;
+	FILE *f;
+
+	server_start(NULL);
+	snprintf(path, sizeof(path), "%s/policy.yaml", S.dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(doc, f);
+	fclose(f);
+	args[2] = path;
+	run_ctl(&run, args);
+	unlink(path);
+	cr_assert_eq(run.status, 0, "stderr: %s", run.err);
+	snprintf(
+		want, sizeof(want),
+		"{\"document\": \"version: 7\\nrules: []\\n\", \"source\": \"%s\", \"dry_run\": true}",
+		path);
+	expect_args(want);
+	cr_expect(strstr(run.out, "dry run: nothing applied"), "stdout: %s", run.out);
+	cr_expect(strstr(run.out, "+  spiffe://td/web  *    443/tcp"), "stdout: %s", run.out);
+}
+
+Test(fedguardctl, policy_check_sends_port_and_protocol)
+{
+	static const char *const args[] = {"policy",	    "check",	"spiffe://td/a",
+					   "spiffe://td/b", "8080/udp", NULL};
+	struct ctl_run run;
+
+	server_start(NULL);
+	run_ctl(&run, args);
+	cr_assert_eq(run.status, 0, "stderr: %s", run.err);
+	expect_args("{\"from\": \"spiffe://td/a\", \"to\": \"spiffe://td/b\", \"port\": 8080,"
+		    " \"protocol\": \"udp\"}");
+	cr_expect_str_eq(run.out, "decision: deny\nrule:     -\nauth:     none\n"
+				  "reason:   no rule allows it\n");
 }
