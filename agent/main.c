@@ -249,24 +249,27 @@ static void args_free(struct args *a)
 	free(a->ifaces);
 }
 
-/* Registrations, the maps derived from them, and the control socket. */
-static int agent_start(struct args *a, struct loader *l, struct agent *ag,
-		       struct control_server *srv)
+/* Registrations and the maps derived from them. */
+static int agent_start(struct args *a, struct loader *l, struct agent *ag)
 {
-	char path[PATH_MAX];
 	int r;
 
 	*ag = (struct agent){ .instance = a->opts.instance, .loader = l };
-	snprintf(ag->state_dir, sizeof(ag->state_dir), "%s", a->state_dir ? a->state_dir : "");
-	if (!a->state_dir)
+	if (a->state_dir)
+		snprintf(ag->state_dir, sizeof(ag->state_dir), "%s", a->state_dir);
+	else
 		snprintf(ag->state_dir, sizeof(ag->state_dir), "%s/%s", STATE_DIR_ROOT,
 			 a->opts.instance);
 	r = datapath_open(&ag->dp, l, a->node, a->opts.policy_max_entries);
 	if (r)
 		return r;
-	r = agent_restore(ag);
-	if (r)
-		return r;
+	return agent_restore(ag);
+}
+
+static int control_start(const struct args *a, struct control_server *srv)
+{
+	char path[PATH_MAX];
+
 	if (a->control_socket)
 		snprintf(path, sizeof(path), "%s", a->control_socket);
 	else
@@ -311,22 +314,27 @@ int main(int argc, char **argv)
 	if (sig_fd < 0)
 		return EXIT_FAILURE;
 
-	/* 6. Install or adopt the datapath. */
-	if (loader_start(&a.opts, &l))
+	/* 6. The control socket first: a second agent on it must not touch the kernel. */
+	if (control_start(&a, &srv))
 		return EXIT_FAILURE;
 
-	/* 7. Restore the registrations into the maps; open the control socket. */
-	r = agent_start(&a, l, &ag, &srv);
+	/* 7. Install or adopt the datapath. */
+	r = loader_start(&a.opts, &l);
+
+	/* 8. Restore the registrations into the maps. */
+	if (r == 0)
+		r = agent_start(&a, l, &ag);
 	if (r == 0) {
 		log_info("fedguardd: instance '%s' ready", a.opts.instance);
 
-		/* 8. Serve until SIGTERM or SIGINT; enforcement stays in place. */
+		/* 9. Serve until SIGTERM or SIGINT; enforcement stays in place. */
 		sig = serve(&ag, &srv, sig_fd);
 		log_info("%s: exiting, instance '%s' stays attached",
 			 sig > 0 ? strsignal(sig) : "error", a.opts.instance);
 	}
 	control_close(&srv);
-	datapath_close(&ag.dp);
+	if (ag.loader)	/* agent_start() ran: the datapath handles are initialised */
+		datapath_close(&ag.dp);
 	json_object_put(ag.state);
 	return r ? EXIT_FAILURE : EXIT_SUCCESS;
 }
