@@ -22,6 +22,7 @@
 
 #include "cleanup.h"
 #include "control.h"
+#include "io.h"
 #include "log.h"
 #include "sys.h"
 
@@ -264,33 +265,6 @@ void control_close(struct control_server *srv)
 		log_debug_errno(-errno, "control socket '%s': cannot remove it", srv->path);
 }
 
-/* CLOCK_MONOTONIC in milliseconds. */
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits until fd is ready for events: 0, -ETIMEDOUT at deadline, or -errno. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-	struct pollfd pfd = {.fd = fd, .events = events};
-	int64_t left;
-	int r;
-
-	do {
-		left = deadline - now_ms();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		r = poll(&pfd, 1, (int)left);
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	return r ? 0 : -ETIMEDOUT;
-}
-
 /*
  * Whether the peer's supplementary groups include gid. SO_PEERGROUPS gives
  * the groups the peer had at connect(), like SO_PEERCRED: reading
@@ -393,7 +367,7 @@ static int read_request(int fd, int64_t deadline, int timeout_ms, struct json_ob
 		return control_error_set(err, CONTROL_E_INTERNAL, "out of memory");
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	for (;;) {
-		r = wait_fd(fd, POLLIN, deadline);
+		r = io_wait(fd, POLLIN, deadline);
 		if (r == -ETIMEDOUT)
 			return control_error_set(err, CONTROL_E_INVALID_REQUEST,
 						 "no complete request within %d ms", timeout_ms);
@@ -520,7 +494,7 @@ static struct json_object *reply_new(struct json_object *result, const struct co
 /* Writes the reply and a newline, giving up after timeout_ms. */
 static int send_reply(int fd, struct json_object *reply, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = io_now_ms() + timeout_ms;
 	_cleanup_free_ char *text = NULL;
 	size_t len, done = 0;
 	ssize_t n;
@@ -541,7 +515,7 @@ static int send_reply(int fd, struct json_object *reply, int timeout_ms)
 		}
 		if (errno != EAGAIN && errno != EINTR)
 			return -errno;
-		r = wait_fd(fd, POLLOUT, deadline);
+		r = io_wait(fd, POLLOUT, deadline);
 		if (r)
 			return r;
 	}
@@ -561,7 +535,7 @@ static int handle(const struct control_server *srv, int fd, const struct control
 		log_debug("control: pid %d: refused: %s", cred.pid, err->message);
 		return r;
 	}
-	r = read_request(fd, now_ms() + srv->timeout_ms, srv->timeout_ms, &req, err);
+	r = read_request(fd, io_now_ms() + srv->timeout_ms, srv->timeout_ms, &req, err);
 	if (!r)
 		r = dispatch(table, ctx, req, result, err);
 	if (r)

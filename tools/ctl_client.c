@@ -19,6 +19,7 @@
 #include "cleanup.h"
 #include "control.h"
 #include "ctl_client.h"
+#include "io.h"
 
 /* A reply larger than this is not one of fedguardd's. */
 #define CTL_REPLY_MAX (256 * 1024 * 1024)
@@ -30,32 +31,6 @@ static void tokener_freep(struct json_tokener **tok)
 }
 
 #define _cleanup_tokener_ __attribute__((cleanup(tokener_freep)))
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits until fd is ready for events: 0, -ETIMEDOUT at deadline, or -errno. */
-static int wait_fd(int fd, short events, long long deadline)
-{
-	struct pollfd pfd = {.fd = fd, .events = events};
-	long long left;
-	int r;
-
-	do {
-		left = deadline - now_ms();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		r = poll(&pfd, 1, (int)left);
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	return r ? 0 : -ETIMEDOUT;
-}
 
 /* Hints at the usual cause of a failed connect(). */
 static const char *connect_hint(const struct ctl *ctl, int err, char *buf, size_t len)
@@ -179,7 +154,7 @@ static int feed(struct json_tokener *tok, const char *buf, ssize_t n, struct jso
 /* Reads one JSON value: up to its end, or to EOF. */
 static int read_reply(int fd, int timeout_ms, struct json_object **out, char *why, size_t why_len)
 {
-	long long deadline = now_ms() + timeout_ms;
+	int64_t deadline = io_now_ms() + timeout_ms;
 	_cleanup_tokener_ struct json_tokener *tok = NULL;
 	size_t total = 0;
 	char buf[65536];
@@ -190,7 +165,7 @@ static int read_reply(int fd, int timeout_ms, struct json_object **out, char *wh
 	if (!tok)
 		return -ENOMEM;
 	for (;;) {
-		r = wait_fd(fd, POLLIN, deadline);
+		r = io_wait(fd, POLLIN, deadline);
 		if (r == -ETIMEDOUT)
 			snprintf(why, why_len, "no reply within %d ms", timeout_ms);
 		else if (r)
