@@ -13,6 +13,12 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+/* For what OpenSSL allocates as plain memory, such as PEM_read_bio()'s parts. */
+static inline void cleanup_openssl_free(void *p)
+{
+	OPENSSL_free(*(void **)p);
+}
+
 static inline void cleanup_x509(X509 **p)
 {
 	X509_free(*p);
@@ -79,18 +85,19 @@ static inline void cleanup_asn1_integer(ASN1_INTEGER **p)
 	ASN1_INTEGER_free(*p);
 }
 
-#define _cleanup_x509_		  __attribute__((cleanup(cleanup_x509)))
-#define _cleanup_x509_stack_	  __attribute__((cleanup(cleanup_x509_stack)))
-#define _cleanup_x509_store_	  __attribute__((cleanup(cleanup_x509_store)))
-#define _cleanup_x509_store_ctx_  __attribute__((cleanup(cleanup_x509_store_ctx)))
-#define _cleanup_x509_name_	  __attribute__((cleanup(cleanup_x509_name)))
-#define _cleanup_x509_extension_  __attribute__((cleanup(cleanup_x509_extension)))
-#define _cleanup_general_names_	  __attribute__((cleanup(cleanup_general_names)))
+#define _cleanup_openssl_free_	    __attribute__((cleanup(cleanup_openssl_free)))
+#define _cleanup_x509_		    __attribute__((cleanup(cleanup_x509)))
+#define _cleanup_x509_stack_	    __attribute__((cleanup(cleanup_x509_stack)))
+#define _cleanup_x509_store_	    __attribute__((cleanup(cleanup_x509_store)))
+#define _cleanup_x509_store_ctx_    __attribute__((cleanup(cleanup_x509_store_ctx)))
+#define _cleanup_x509_name_	    __attribute__((cleanup(cleanup_x509_name)))
+#define _cleanup_x509_extension_    __attribute__((cleanup(cleanup_x509_extension)))
+#define _cleanup_general_names_	    __attribute__((cleanup(cleanup_general_names)))
 #define _cleanup_basic_constraints_ __attribute__((cleanup(cleanup_basic_constraints)))
-#define _cleanup_evp_pkey_	  __attribute__((cleanup(cleanup_evp_pkey)))
-#define _cleanup_evp_pkey_ctx_	  __attribute__((cleanup(cleanup_evp_pkey_ctx)))
-#define _cleanup_bio_		  __attribute__((cleanup(cleanup_bio)))
-#define _cleanup_bignum_	  __attribute__((cleanup(cleanup_bignum)))
-#define _cleanup_asn1_integer_	  __attribute__((cleanup(cleanup_asn1_integer)))
+#define _cleanup_evp_pkey_	    __attribute__((cleanup(cleanup_evp_pkey)))
+#define _cleanup_evp_pkey_ctx_	    __attribute__((cleanup(cleanup_evp_pkey_ctx)))
+#define _cleanup_bio_		    __attribute__((cleanup(cleanup_bio)))
+#define _cleanup_bignum_	    __attribute__((cleanup(cleanup_bignum)))
+#define _cleanup_asn1_integer_	    __attribute__((cleanup(cleanup_asn1_integer)))
 
 #endif /* FEDGUARD_SSL_CLEANUP_H */

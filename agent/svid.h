@@ -11,8 +11,9 @@
  *
  * Conventions: functions return >= 0 or a negative errno; output parameters
  * are written only on success, why only on failure (and only when why_len is
- * not 0). Nothing here logs. Nothing keeps state: concurrent calls are safe
- * as long as the trust they read does not change under them.
+ * not 0; a longer message is cut short). Nothing here logs. Nothing keeps
+ * state: concurrent calls are safe as long as the trust they read does not
+ * change under them.
  */
 #ifndef FEDGUARD_SVID_H
 #define FEDGUARD_SVID_H
@@ -26,7 +27,7 @@
 #include "spiffe.h"
 
 enum {
-	SVID_WHY_MAX = 512,  /* a why buffer this size holds every message */
+	SVID_WHY_MAX = 1024, /* why buffer size for every message with names of usual length */
 	SVID_DEPTH_MAX = 8,  /* certificates between the leaf and the anchor, at most */
 };
 
@@ -66,7 +67,7 @@ enum svid_reason {
  * authorities, or a revoked one): then nothing of td validates.
  */
 struct svid_td_roots {
-	const char *td;	       /* bare trust domain name, "example.org" */
+	const char *td;		/* bare trust domain name, "example.org" */
 	STACK_OF(X509) *roots; /* its authorities; each one is a trust anchor */
 };
 
@@ -144,8 +145,9 @@ int svid_load_chain(const char *path, STACK_OF(X509) **out, char *why, size_t wh
 
 /*
  * Reads the first private key of a PEM file (PKCS#8 or traditional, not
- * encrypted). Returns 0 and sets *out, or -errno of reading, -ENODATA (no
- * key), -EBADMSG, -ENOMEM, with a message in why that names the file.
+ * encrypted); other PEM blocks are skipped. Returns 0 and sets *out, or
+ * -errno of reading, -ENODATA (no key), -EBADMSG (not PEM, an encrypted key,
+ * a key that does not decode), with a message in why that names the file.
  */
 int svid_load_key(const char *path, EVP_PKEY **out, char *why, size_t why_len);
 
