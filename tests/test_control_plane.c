@@ -191,6 +191,8 @@ Test(control_plane, quarantine_cuts_a_live_connection_and_release_restores)
 	err = wait_for_error(fd, &seen);
 	cr_expect_eq(err, ECONNABORTED, "the application saw %d (%s), not ECONNABORTED", err,
 		     strerror(err));
+	/* both local ends: A's socket and the one B accepted */
+	cr_expect(strstr(output, "sockets destroyed: 2") != NULL, "agent said: %s", output);
 	fprintf(stderr, "quarantine: connection aborted %.2f ms after 'fedguardctl quarantine "
 			"add' started (CLI process included); agent said: %s",
 		seen ? (seen - start) / 1000.0 : -1.0, output);
@@ -254,4 +256,45 @@ Test(control_plane, bad_input_changes_nothing)
 	cr_expect_geq(fd, 0, "allowed traffic broke after bad requests");
 	if (fd >= 0)
 		close(fd);
+}
+
+Test(control_plane, trust_domain_quarantine_covers_identities_registered_later)
+{
+	cr_assert_eq(ctl("quarantine add spiffe://mesh.test --reason td"), 0, "%s", output);
+	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT), -EPERM);
+
+	/* A registered again, after the quarantine: still covered */
+	cr_assert_eq(ctl("workload del %s", A), 0, "%s", output);
+	cr_assert_eq(ctl("workload add --spiffe-id %s --cgroup %s --ip %s --netns /var/run/netns/%s",
+			 A, sb.cg_client, SB_CLIENT_V4, sb.ns_client), 0, "%s", output);
+	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT), -EPERM,
+		     "an identity registered after its trust domain's quarantine connected");
+
+	cr_assert_eq(ctl("quarantine del spiffe://mesh.test"), 0, "%s", output);
+	int fd = sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT);
+
+	cr_expect_geq(fd, 0, "after release: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+}
+
+Test(control_plane, invalid_policy_leaves_the_old_one_in_force)
+{
+	FILE *f = fopen(policy_path, "w");
+	int fd;
+
+	cr_assert_not_null(f);
+	fputs("version: 2\nrules:\n  - name: broken\n    action: allow\n    from: any\n"
+	      "    to: any\n    ports: [99999]\n", f);
+	fclose(f);
+	cr_expect_eq(ctl("policy apply %s", policy_path), 1, "%s", output);
+	cr_expect(strstr(output, ":7:") != NULL && strstr(output, "broken") != NULL,
+		  "error without line or rule name: %s", output);
+	cr_expect_eq(ctl("-j policy show"), 0, "%s", output);
+	cr_expect(strstr(output, "a-calls-b") != NULL, "old policy gone: %s", output);
+	fd = sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "allowed traffic broke after a refused policy: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_OTHER_PORT), -EPERM);
 }
