@@ -131,7 +131,8 @@ static int write_all(int fd, const char *text)
 
 int state_save(const char *dir, struct json_object *state)
 {
-	const char *text = json_object_to_json_string_ext(state, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	const char *text = json_object_to_json_string_ext(
+		state, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 	char path[PATH_MAX], tmp[PATH_MAX + 16];
 	_cleanup_close_ int fd = -1, dfd = -1;
 	int r;
