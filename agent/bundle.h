@@ -108,10 +108,12 @@ int bundle_load_file(const char *td, const char *path, struct bundle **out, char
 
 /*
  * A bundle of trust domain td whose authorities are the certificates of a
- * PEM file, in file order (other PEM blocks, such as keys, are skipped), for
- * operators bootstrapping from a CA's ca.pem. Every certificate must pass
- * bundle_add_authority()'s checks, and there must be at least one. Returns
- * -EINVAL, -ENOMEM or the -errno of reading, with the cause in why.
+ * PEM file, in file order, read by svid_load_chain() (other PEM blocks, such
+ * as keys, are skipped), for operators bootstrapping from a CA's ca.pem.
+ * Every certificate must pass bundle_add_authority()'s checks. Returns
+ * -EINVAL (invalid td, a certificate that is no authority), -ENODATA (no
+ * certificate), -EBADMSG (one that does not decode), -ENOMEM or the -errno
+ * of reading, with the cause in why.
  */
 int bundle_from_pem_file(const char *td, const char *path, struct bundle **out, char *why,
 			 size_t why_len);
