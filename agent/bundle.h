@@ -19,8 +19,9 @@
  *
  * Conventions: functions return 0 or a negative errno; output parameters
  * are written only on success, why only on failure (and only when why_len
- * is not 0). Nothing here logs. Nothing here locks: a caller that shares a
- * bundle_set between threads serializes access to it.
+ * is not 0; a longer message is cut short). Nothing here logs. Nothing
+ * here locks: a caller that shares a bundle_set between threads serializes
+ * access to it.
  */
 #ifndef FEDGUARD_BUNDLE_H
 #define FEDGUARD_BUNDLE_H
@@ -36,7 +37,7 @@
 enum {
 	BUNDLE_SIZE_MAX = 1 << 20, /* bytes of a bundle document or file */
 	BUNDLE_DEPTH_MAX = 16,	   /* nesting of JSON objects and arrays */
-	BUNDLE_WHY_MAX = 512,	   /* a why buffer this size holds every message */
+	BUNDLE_WHY_MAX = 1024,	   /* why buffer size for every message with names of usual length */
 };
 
 /*
