@@ -13,6 +13,7 @@
 #include "control.h"
 #include "datapath.h"
 
+struct events;
 struct loader;
 
 struct agent {
@@ -20,6 +21,7 @@ struct agent {
 	struct loader *loader;
 	struct datapath dp;
 	struct json_object *state;	/* committed: what the maps and the disk hold */
+	struct events *events;		/* the fg_events reader */
 	char state_dir[PATH_MAX];
 };
 

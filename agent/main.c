@@ -19,6 +19,7 @@
 #include "cleanup.h"
 #include "control.h"
 #include "datapath.h"
+#include "events.h"
 #include "loader.h"
 #include "log.h"
 #include "policy_map.h"
@@ -222,15 +223,16 @@ static int block_stop_signals(void)
 	return fd < 0 ? log_error_errno(-errno, "signalfd") : fd;
 }
 
-/* Serves the control socket until SIGTERM or SIGINT; returns the signal. */
+/* Serves the control socket and events until SIGTERM or SIGINT; returns the signal. */
 static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 {
-	struct pollfd p[2] = { { .fd = sig_fd, .events = POLLIN },
-			       { .fd = srv->fd, .events = POLLIN } };
+	struct pollfd p[3] = { { .fd = sig_fd, .events = POLLIN },
+			       { .fd = srv->fd, .events = POLLIN },
+			       { .fd = events_fd(ag->events), .events = POLLIN } };
 	struct signalfd_siginfo si;
 
 	for (;;) {
-		if (poll(p, 2, -1) < 0) {
+		if (poll(p, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return log_error_errno(-errno, "poll");
@@ -241,6 +243,8 @@ static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 		}
 		if (p[1].revents & POLLIN)
 			control_serve(srv, agent_commands, ag);
+		if (p[2].revents & POLLIN)
+			events_consume(ag->events);
 	}
 }
 
@@ -261,6 +265,8 @@ static int agent_start(struct args *a, struct loader *l, struct agent *ag)
 		snprintf(ag->state_dir, sizeof(ag->state_dir), "%s/%s", STATE_DIR_ROOT,
 			 a->opts.instance);
 	r = datapath_open(&ag->dp, l, a->node, a->opts.policy_max_entries);
+	if (!r)
+		r = events_open(l->pin_dir, &ag->events);
 	if (r)
 		return r;
 	return agent_restore(ag);
@@ -335,6 +341,7 @@ int main(int argc, char **argv)
 	control_close(&srv);
 	if (ag.loader)	/* agent_start() ran: the datapath handles are initialised */
 		datapath_close(&ag.dp);
+	events_close(ag.events);
 	json_object_put(ag.state);
 	return r ? EXIT_FAILURE : EXIT_SUCCESS;
 }
