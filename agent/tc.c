@@ -8,9 +8,10 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <linux/netlink.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
+#include <netlink/netlink.h>
+#include <netlink/route/classifier.h>
 
 #include "cleanup.h"
 #include "log.h"
@@ -100,66 +101,27 @@ int tc_query(int ifindex, enum tc_dir dir, __u32 handle, __u32 *prog_id)
 	return 0;
 }
 
-static int nl_dump_request(int sock, int ifindex, __u32 parent)
-{
-	struct {
-		struct nlmsghdr nh;
-		struct tcmsg tc;
-	} req = {
-		.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct tcmsg)),
-		.nh.nlmsg_type = RTM_GETTFILTER,
-		.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
-		.nh.nlmsg_seq = 1,
-		.tc.tcm_family = AF_UNSPEC,
-		.tc.tcm_ifindex = ifindex,
-		.tc.tcm_parent = parent,
-	};
-
-	if (send(sock, &req, req.nh.nlmsg_len, 0) < 0)
-		return -errno;
-	return 0;
-}
-
-/* Counts the RTM_NEWTFILTER messages of a dump: one per classifier and filter. */
-static int nl_dump_count(int sock)
-{
-	char buf[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
-	struct nlmsghdr *nh;
-	int count = 0;
-	ssize_t len;
-
-	for (;;) {
-		len = recv(sock, buf, sizeof(buf), 0);
-		if (len < 0)
-			return -errno;
-		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (__u32)len);
-		     nh = NLMSG_NEXT(nh, len)) {
-			if (nh->nlmsg_type == NLMSG_DONE)
-				return count;
-			if (nh->nlmsg_type == NLMSG_ERROR) {
-				struct nlmsgerr *e = NLMSG_DATA(nh);
-
-				return e->error ? e->error : -EPROTO;
-			}
-			if (nh->nlmsg_type == RTM_NEWTFILTER)
-				count++;
-		}
-	}
-}
-
-/* Number of filters (of any owner) under one clsact parent. */
+/* Number of filters (of any owner) under one clsact parent, through libnl. */
 static int clsact_count(int ifindex, __u32 parent)
 {
-	_cleanup_close_ int sock = -1;
-	int err;
+	struct nl_sock *sk = nl_socket_alloc();
+	struct nl_cache *cache = NULL;
+	int err, n;
 
-	sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (sock < 0)
-		return -errno;
-	err = nl_dump_request(sock, ifindex, parent);
-	if (err)
-		return err;
-	return nl_dump_count(sock);
+	if (!sk)
+		return -ENOMEM;
+	err = nl_connect(sk, NETLINK_ROUTE);
+	if (!err)
+		err = rtnl_cls_alloc_cache(sk, ifindex, parent, &cache);
+	if (err) {
+		log_debug("ifindex %d: listing tc filters: %s", ifindex, nl_geterror(err));
+		nl_socket_free(sk);
+		return -EIO;
+	}
+	n = nl_cache_nitems(cache);
+	nl_cache_free(cache);
+	nl_socket_free(sk);
+	return n;
 }
 
 int tc_clsact_empty(int ifindex, bool *empty)

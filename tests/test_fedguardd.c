@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -129,4 +130,36 @@ Test(fedguardd, uninstall_of_an_unknown_instance_says_so)
 	fg_test_require_root_bpf();
 	cr_expect_eq(agent("--instance fgnever%d --uninstall", getpid()), 0, "%s", output);
 	cr_expect(strstr(output, "not installed") != NULL, "%s", output);
+}
+
+Test(fedguardd, tc_perimeter_is_attached_replaced_and_removed)
+{
+	struct sandbox sb;
+	char veth[32];
+	int r;
+
+	fg_test_require_root_bpf();
+	r = sb_setup(&sb, false);
+	cr_assert_eq(r, 0, "sandbox: %s", strerror(-r));
+	snprintf(veth, sizeof(veth), "fgt%d", getpid() % 100000);
+	cr_assert_eq(sb_sh("ip link add %sa type veth peer name %sb", veth, veth), 0);
+
+	strcat(veth, "a");
+	r = sb_agent_start_args(&sb, "--iface", veth, NULL);
+	cr_assert_eq(r, 0, "agent with --iface: %s (log %s)", strerror(-r), sb_log_path(&sb));
+	cr_expect_eq(sb_sh("tc filter show dev %s ingress | grep -q fg_tc_ingress", veth), 0);
+	cr_expect_eq(sb_sh("tc filter show dev %s egress | grep -q fg_tc_egress", veth), 0);
+
+	/* a restart replaces the filters in place: still exactly one each */
+	cr_assert_eq(sb_agent_stop(&sb, SIGTERM), 0);
+	cr_assert_eq(sb_agent_start_args(&sb, "--iface", veth, NULL), 0);
+	cr_expect_eq(sb_sh("test $(tc filter show dev %s ingress | grep -c fg_tc_ingress) = 1",
+			   veth), 0, "filters piled up across a restart");
+
+	cr_assert_eq(sb_agent_stop(&sb, SIGTERM), 0);
+	cr_expect_eq(agent("--instance %s --uninstall", sb.instance), 0, "%s", output);
+	cr_expect_neq(sb_sh("tc qdisc show dev %s | grep -q clsact", veth), 0,
+		      "an empty clsact qdisc was left behind");
+	sb_sh("ip link del %s", veth);
+	sb_teardown(&sb);
 }

@@ -393,29 +393,30 @@ static bool log_has(const char *path, const char *needle)
 	return found;
 }
 
-int sb_agent_start(struct sandbox *sb)
-{
-	const char *agent = getenv("FEDGUARDD");
-	const char *log = sb_log_path(sb);
-	long deadline = now_ms() + SB_AGENT_READY_MS;
-	int fd;
+enum {
+	SB_AGENT_EXTRA_ARGS = 8,
+};
 
-	if (!agent)
-		return -ENOENT;
-	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	sb->agent = fork();
-	if (sb->agent == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, STDERR_FILENO);
-		execl(agent, agent, "--instance", sb->instance, "--cgroup", sb->cg_root,
-		      "--state-dir", sb_state_dir(sb), NULL);
-		_exit(127);
-	}
-	close(fd);
-	if (sb->agent < 0)
-		return -errno;
+static void agent_exec(struct sandbox *sb, const char *agent, int log_fd, const char **extra)
+{
+	const char *argv[8 + SB_AGENT_EXTRA_ARGS + 1] = {
+		agent, "--instance", sb->instance, "--cgroup", sb->cg_root,
+		"--state-dir", sb_state_dir(sb),
+	};
+	int n = 7;
+
+	for (int i = 0; extra[i] && i < SB_AGENT_EXTRA_ARGS; i++)
+		argv[n++] = extra[i];
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	dup2(log_fd, STDERR_FILENO);
+	execv(agent, (char *const *)argv);
+	_exit(127);
+}
+
+static int agent_wait_ready(struct sandbox *sb, const char *log)
+{
+	long deadline = now_ms() + SB_AGENT_READY_MS;
+
 	while (now_ms() < deadline) {
 		if (log_has(log, "ready"))
 			return 0;
@@ -426,6 +427,37 @@ int sb_agent_start(struct sandbox *sb)
 		usleep(SB_POLL_STEP_MS * 1000);
 	}
 	return -ETIMEDOUT;
+}
+
+int sb_agent_start_args(struct sandbox *sb, ...)
+{
+	const char *agent = getenv("FEDGUARDD");
+	const char *log = sb_log_path(sb);
+	const char *extra[SB_AGENT_EXTRA_ARGS + 1] = { NULL };
+	va_list ap;
+	int fd;
+
+	if (!agent)
+		return -ENOENT;
+	va_start(ap, sb);
+	for (int i = 0; i < SB_AGENT_EXTRA_ARGS && (extra[i] = va_arg(ap, const char *)); i++)
+		;
+	va_end(ap);
+	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	sb->agent = fork();
+	if (sb->agent == 0)
+		agent_exec(sb, agent, fd, extra);
+	close(fd);
+	if (sb->agent < 0)
+		return -errno;
+	return agent_wait_ready(sb, log);
+}
+
+int sb_agent_start(struct sandbox *sb)
+{
+	return sb_agent_start_args(sb, NULL);
 }
 
 int sb_agent_stop(struct sandbox *sb, int sig)

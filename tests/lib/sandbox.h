@@ -62,6 +62,9 @@ void sb_teardown(struct sandbox *sb);
 /* Starts fedguardd on the subtree and waits (bounded) for its ready line. */
 int sb_agent_start(struct sandbox *sb);
 
+/* The same with more fedguardd arguments (strings, NULL-terminated, at most 8). */
+int sb_agent_start_args(struct sandbox *sb, ...);
+
 /* Sends @sig to the agent and reaps it. */
 int sb_agent_stop(struct sandbox *sb, int sig);
 
