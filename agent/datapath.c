@@ -46,11 +46,14 @@ int datapath_open(struct datapath *dp, const struct loader *l, const __u8 node[1
 	int r;
 
 	*dp = (struct datapath){ .cgroups_fd = -1, .ipcache_fd = -1, .quarantine_fd = -1,
-				 .slot_fd = -1, .iter_prog_fd = -1, .iter_link_fd = -1 };
+				 .slot_fd = -1, .iter_prog_fd = -1, .iter_link_fd = -1,
+				 .cut_prog_fd = -1, .cut_link_fd = -1 };
 	snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", l->pin_dir);
 	memcpy(dp->node, node, 16);
 	dp->policy_max_entries = policy_max_entries;
 	dp->iter_prog_fd = bpf_program__fd(l->skel->progs.fg_iter_tcp);
+	dp->cut_prog_fd = bpf_program__fd(l->skel->progs.fg_iter_auth);
+	dp->cut_td = &l->skel->bss->fg_cut_td;
 	r = open_map(dp, "fg_cgroups", &dp->cgroups_fd);
 	if (!r)
 		r = open_map(dp, "fg_ipcache", &dp->ipcache_fd);
@@ -75,6 +78,9 @@ void datapath_close(struct datapath *dp)
 	if (dp->iter_link_fd >= 0)
 		close(dp->iter_link_fd);
 	dp->iter_link_fd = -1;
+	if (dp->cut_link_fd >= 0)
+		close(dp->cut_link_fd);
+	dp->cut_link_fd = -1;
 }
 
 /* --- a map brought to a wanted content ---------------------------------- */
@@ -658,21 +664,22 @@ static size_t sweeps_plan(struct json_object *state, int link_fd, struct sweep *
 	return n;
 }
 
-int datapath_destroy_sockets(struct datapath *dp, struct json_object *state,
-			     unsigned int *destroyed)
+/* Runs the iterator program @prog_fd (its link made once, in *link_fd) in every namespace. */
+static int sweep_all(struct json_object *state, int prog_fd, int *link_fd, const char *name,
+		     unsigned int *destroyed)
 {
 	struct sweep sw[DESTROY_MAX_NETNS];
 	size_t n;
 	int r = 0;
 
 	*destroyed = 0;
-	if (dp->iter_link_fd < 0) {
-		dp->iter_link_fd = bpf_link_create(dp->iter_prog_fd, 0, BPF_TRACE_ITER, NULL);
-		if (dp->iter_link_fd < 0)
-			return log_error_errno(-errno, "program 'fg_iter_tcp': attach");
+	if (*link_fd < 0) {
+		*link_fd = bpf_link_create(prog_fd, 0, BPF_TRACE_ITER, NULL);
+		if (*link_fd < 0)
+			return log_error_errno(-errno, "program '%s': attach", name);
 	}
 	/* each sweep walks the kernel's TCP hash tables (milliseconds): in parallel */
-	n = sweeps_plan(state, dp->iter_link_fd, sw, DESTROY_MAX_NETNS);
+	n = sweeps_plan(state, *link_fd, sw, DESTROY_MAX_NETNS);
 	for (size_t i = 0; i < n; i++) {
 		int e = pthread_create(&sw[i].thread, NULL, sweep_run, &sw[i]);
 
@@ -689,5 +696,22 @@ int datapath_destroy_sockets(struct datapath *dp, struct json_object *state,
 		if (sw[i].err && !r)
 			r = sw[i].err;
 	}
+	return r;
+}
+
+int datapath_destroy_sockets(struct datapath *dp, struct json_object *state,
+			     unsigned int *destroyed)
+{
+	return sweep_all(state, dp->iter_prog_fd, &dp->iter_link_fd, "fg_iter_tcp", destroyed);
+}
+
+int datapath_cut_trust_domain(struct datapath *dp, struct json_object *state, __u32 td,
+			      unsigned int *destroyed)
+{
+	int r;
+
+	*dp->cut_td = td;
+	r = sweep_all(state, dp->cut_prog_fd, &dp->cut_link_fd, "fg_iter_auth", destroyed);
+	*dp->cut_td = 0;
 	return r;
 }

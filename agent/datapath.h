@@ -31,6 +31,9 @@ struct datapath {
 	int slot_fd;
 	int iter_prog_fd;		/* fg_iter_tcp, from the loaded object */
 	int iter_link_fd;		/* its iterator link, made on first use */
+	int cut_prog_fd;		/* fg_iter_auth, from the loaded object */
+	int cut_link_fd;		/* its iterator link, made on first use */
+	volatile __u32 *cut_td;		/* fg_iter_auth's parameter, in the object's .bss */
 	__u8 node[16];			/* this node's address, IPv4-mapped for v4 */
 	__u32 policy_max_entries;
 };
@@ -71,5 +74,14 @@ int datapath_apply(struct datapath *dp, struct json_object *state, char *why, si
  */
 int datapath_destroy_sockets(struct datapath *dp, struct json_object *state,
 			     unsigned int *destroyed);
+
+/*
+ * Destroys the TCP sockets bound with mTLS to a peer of trust domain @td
+ * (its number) whose pair has no valid fg_auth entry, in the same
+ * namespaces; *destroyed counts them. For a trust domain no longer
+ * trusted, once its fg_auth entries are gone.
+ */
+int datapath_cut_trust_domain(struct datapath *dp, struct json_object *state, __u32 td,
+			      unsigned int *destroyed);
 
 #endif /* FEDGUARD_DATAPATH_H */

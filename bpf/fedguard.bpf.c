@@ -12,6 +12,8 @@
  *   cgroup_skb/egress      every packet of managed sockets, both ways
  *   cgroup_skb/ingress
  *   tc (clsact in/out)     node perimeter on the node's interfaces
+ *   iter/tcp               tear-down: quarantined identities (fg_iter_tcp),
+ *                          a trust domain no longer trusted (fg_iter_auth)
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -592,6 +594,47 @@ int fg_iter_tcp(struct bpf_iter__tcp *ctx)
 	if (!fg_sock_quarantined(skc))
 		return 0;
 	cookie = bpf_get_socket_cookie(skc);
+	if (bpf_sock_destroy(skc) == 0)
+		bpf_seq_write(ctx->meta->seq, &cookie, sizeof(cookie));
+	return 0;
+}
+
+/* --- cutting the sockets of a trust domain no longer trusted -------------- */
+
+/*
+ * The trust domain whose authenticated sockets fg_iter_auth cuts, set by
+ * the agent (through the skeleton's .bss) before each run; 0 cuts nothing.
+ */
+volatile __u32 fg_cut_td = 0;
+
+/*
+ * Run by the agent in each workload's network namespace after it removed
+ * the fg_auth entries of a trust domain whose bundle was deleted or
+ * revoked: destroys every TCP socket that policy binds to mTLS with a peer
+ * of that trust domain and whose pair has no valid authentication left,
+ * connected or still waiting for one, and writes each destroyed socket's
+ * cookie to the iterator output.
+ */
+SEC("iter/tcp")
+int fg_iter_auth(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct fg_sock_binding *b;
+	__u32 td = fg_cut_td;
+	__u64 cookie;
+
+	if (!skc || !td)
+		return 0;
+	if (skc->skc_family != FG_AF_INET_SYS && skc->skc_family != FG_AF_INET6_SYS)
+		return 0;
+	if (skc->skc_state == FG_TCP_LISTEN)
+		return 0;
+	cookie = bpf_get_socket_cookie(skc);
+	b = bpf_map_lookup_elem(&fg_sockets, &cookie);
+	if (!b || b->auth != FG_AUTH_MTLS || b->peer_td != td)
+		return 0;
+	if (fg_check_auth(b->local_id, b->peer_id, b->peer_node) == FG_NO_OBJECTION)
+		return 0;
 	if (bpf_sock_destroy(skc) == 0)
 		bpf_seq_write(ctx->meta->seq, &cookie, sizeof(cookie));
 	return 0;
