@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "loader.h"
 #include "log.h"
+#include "peerauth.h"
 #include "state.h"
 
 /* Brings the maps back to the committed state after a failed change. */
@@ -47,6 +48,7 @@ int agent_persist(struct agent *a, struct json_object *next, struct control_erro
 	}
 	json_object_put(a->state);
 	a->state = next;
+	peerauth_state_changed(a);	/* SVIDs, and the pairs policy wants authenticated */
 	return 0;
 }
 
@@ -125,5 +127,11 @@ const struct control_command agent_commands[] = {
 	{ "quarantine.add", cmd_quarantine_add, ARGS("target", "reason") },
 	{ "quarantine.del", cmd_quarantine_del, ARGS("target") },
 	{ "quarantine.list", cmd_quarantine_list, NULL },
+	{ "sockets.list", cmd_sockets_list, NULL },
+	{ "auth.list", cmd_auth_list, NULL },
+	{ "auth.flush", cmd_auth_flush, NULL },
+	{ "bundle.set", cmd_bundle_set, ARGS("trust_domain", "document") },
+	{ "bundle.del", cmd_bundle_del, ARGS("trust_domain") },
+	{ "bundle.list", cmd_bundle_list, NULL },
 	{},
 };

@@ -15,6 +15,7 @@
 
 struct events;
 struct loader;
+struct peerauth;
 
 struct agent {
 	const char *instance;
@@ -22,6 +23,7 @@ struct agent {
 	struct datapath dp;
 	struct json_object *state;	/* committed: what the maps and the disk hold */
 	struct events *events;		/* the fg_events reader */
+	struct peerauth *auth;		/* identity and peer authentication, or NULL */
 	char state_dir[PATH_MAX];
 };
 

@@ -218,6 +218,9 @@ int auth_engine_fd(const struct auth_engine *e);
 /* Moves up to max uncollected outcomes to out, oldest first; returns how many. */
 size_t auth_engine_collect(struct auth_engine *e, struct auth_outcome *out, size_t max);
 
+/* CLOCK_MONOTONIC in ns: the clock of fg_auth expiries and of auth_engine_tick(). */
+__u64 auth_now_ns(void);
+
 /* Exchanges in flight right now (askers and answerers). */
 unsigned int auth_engine_busy(struct auth_engine *e);
 

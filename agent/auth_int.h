@@ -126,9 +126,6 @@ struct auth_engine {
 	size_t out_head, out_n;
 };
 
-/* CLOCK_MONOTONIC in ns. */
-__u64 auth_now_ns(void);
-
 /* What an exchange established, to be recorded by auth_record(). */
 struct auth_result {
 	struct fg_auth_key key;

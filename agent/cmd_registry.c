@@ -19,6 +19,7 @@
 #include "cleanup.h"
 #include "commands.h"
 #include "loader.h"
+#include "peerauth.h"
 #include "spiffe.h"
 #include "state.h"
 #include "sys.h"
@@ -213,6 +214,23 @@ static int take_netns(struct json_object *args, struct json_object *reg,
 	return 0;
 }
 
+/*
+ * With --trust-domain, a workload must be of that trust domain: the node
+ * mints its SVID, and a node vouches only for its own trust domain.
+ */
+static int take_own_trust_domain(struct agent *a, const char *id, struct control_error *err)
+{
+	const char *td = peerauth_trust_domain(a);
+	struct spiffe_id sid;
+
+	if (!td || (spiffe_parse(id, &sid, NULL, 0) == 0 && spiffe_in_trust_domain(&sid, td)))
+		return 0;
+	return control_error_set(err, "invalid_argument",
+				 "'%s' is not in trust domain '%s' of this node: a node vouches "
+				 "only for its own trust domain (register it on a node of its own, "
+				 "or as an endpoint here)", id, td);
+}
+
 /* Registers @reg under @id in @section; the same registration again is no change. */
 static int put_registration(struct agent *a, const char *section, const char *id,
 			    struct json_object *reg, struct json_object *result,
@@ -257,6 +275,8 @@ COMMAND(cmd_workload_add)
 	r = command_spiffe_id(args, "spiffe_id", &id, err);
 	if (!r && json_object_object_get_ex(state_section(a->state, "endpoints"), id, &v))
 		r = control_error_set(err, "exists", "'%s' is a remote endpoint", id);
+	if (!r)
+		r = take_own_trust_domain(a, id, err);
 	if (!r)
 		r = take_cgroup(a, args, id, reg, err);
 	if (!r)

@@ -28,6 +28,12 @@ COMMAND(cmd_policy_check);
 COMMAND(cmd_quarantine_add);
 COMMAND(cmd_quarantine_del);
 COMMAND(cmd_quarantine_list);
+COMMAND(cmd_sockets_list);
+COMMAND(cmd_auth_list);
+COMMAND(cmd_auth_flush);
+COMMAND(cmd_bundle_set);
+COMMAND(cmd_bundle_del);
+COMMAND(cmd_bundle_list);
 
 /* A SPIFFE ID argument, validated; invalid_argument naming the reason. */
 int command_spiffe_id(struct json_object *args, const char *name, const char **out,

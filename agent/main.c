@@ -22,7 +22,9 @@
 #include "events.h"
 #include "loader.h"
 #include "log.h"
+#include "peerauth.h"
 #include "policy_map.h"
+#include "svids.h"
 #include "sys.h"
 
 #define STATE_DIR_ROOT "/var/lib/fedguard"
@@ -40,6 +42,8 @@ struct args {
 	const char *control_socket; /* default /run/fedguard/<instance>.sock */
 	const char *control_group;
 	__u8 node[16];		    /* --node-address */
+	bool have_node;
+	struct peerauth_opts auth;  /* --trust-domain and what goes with it */
 };
 
 static void usage(FILE *out)
@@ -63,12 +67,23 @@ static void usage(FILE *out)
 		"  --control-socket PATH      control socket (default /run/fedguard/NAME.sock)\n"
 		"  --control-group GROUP      members of GROUP may use the control socket too\n"
 		"  --node-address ADDR        this node's address, as peers reach it\n"
+		"\n"
+		"Workload identity and peer authentication (all with --trust-domain):\n"
+		"  --trust-domain TD          this node's trust domain: mint SVIDs, authenticate\n"
+		"  --node-cert FILE           the node's signing CA (node-ca.pem of fedguard-ca)\n"
+		"  --node-key FILE            its key (node-ca.key)\n"
+		"  --node-name NAME           node SVID spiffe://TD/fedguard/node/NAME (default:\n"
+		"                             the host name)\n"
+		"  --bundle TD=FILE           trust bundle of TD, the own and federated ones\n"
+		"                             (repeatable): SPIFFE bundle JSON or PEM roots\n"
+		"  --svid-ttl SECONDS         lifetime of minted SVIDs (default %u)\n"
+		"  --auth-listen ADDR:PORT    mTLS listener; peers are asked on the same port\n"
 		"  --uninstall                detach and unpin everything of the instance\n"
 		"  -v, --verbose              more output (twice: libbpf debug output)\n"
 		"  -q, --quiet                errors only\n"
 		"  -h, --help                 this help\n"
 		"      --version              print the version\n",
-		LOADER_AUTH_SYN_RTO_MS_DEFAULT, POLICY_MAX_ENTRIES_DEFAULT);
+		LOADER_AUTH_SYN_RTO_MS_DEFAULT, POLICY_MAX_ENTRIES_DEFAULT, SVIDS_TTL_DEFAULT);
 }
 
 static int parse_u32(const char *opt, const char *s, __u32 min, __u32 max, __u32 *out)
@@ -98,6 +113,13 @@ enum {
 	OPT_CONTROL_SOCKET,
 	OPT_CONTROL_GROUP,
 	OPT_NODE_ADDRESS,
+	OPT_TRUST_DOMAIN,
+	OPT_NODE_CERT,
+	OPT_NODE_KEY,
+	OPT_NODE_NAME,
+	OPT_BUNDLE,
+	OPT_SVID_TTL,
+	OPT_AUTH_LISTEN,
 };
 
 static const struct option long_opts[] = {
@@ -115,8 +137,45 @@ static const struct option long_opts[] = {
 	{"control-socket", required_argument, NULL, OPT_CONTROL_SOCKET},
 	{"control-group", required_argument, NULL, OPT_CONTROL_GROUP},
 	{"node-address", required_argument, NULL, OPT_NODE_ADDRESS},
+	{"trust-domain", required_argument, NULL, OPT_TRUST_DOMAIN},
+	{"node-cert", required_argument, NULL, OPT_NODE_CERT},
+	{"node-key", required_argument, NULL, OPT_NODE_KEY},
+	{"node-name", required_argument, NULL, OPT_NODE_NAME},
+	{"bundle", required_argument, NULL, OPT_BUNDLE},
+	{"svid-ttl", required_argument, NULL, OPT_SVID_TTL},
+	{"auth-listen", required_argument, NULL, OPT_AUTH_LISTEN},
 	{},
 };
+
+/* One option of identity and peer authentication; 0 or -EINVAL. */
+static int parse_auth_opt(int c, struct args *a)
+{
+	switch (c) {
+	case OPT_TRUST_DOMAIN:
+		a->auth.trust_domain = optarg;
+		return 0;
+	case OPT_NODE_CERT:
+		a->auth.node_cert = optarg;
+		return 0;
+	case OPT_NODE_KEY:
+		a->auth.node_key = optarg;
+		return 0;
+	case OPT_NODE_NAME:
+		a->auth.node_name = optarg;
+		return 0;
+	case OPT_BUNDLE:
+		a->auth.bundles[a->auth.n_bundles++] = optarg;
+		return 0;
+	case OPT_SVID_TTL:
+		return parse_u32("--svid-ttl", optarg, SVIDS_TTL_MIN, SVIDS_TTL_MAX,
+				 &a->auth.svid_ttl);
+	case OPT_AUTH_LISTEN:
+		a->auth.listen = optarg;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
 
 /* One option; 0, ARGS_DONE or -EINVAL. */
 static int parse_opt(int c, struct args *a)
@@ -154,6 +213,7 @@ static int parse_opt(int c, struct args *a)
 				  optarg);
 			return -EINVAL;
 		}
+		a->have_node = true;
 		return 0;
 	case 'v':
 		a->level = a->level < FG_LOG_TRACE ? a->level + 1 : FG_LOG_TRACE;
@@ -168,7 +228,7 @@ static int parse_opt(int c, struct args *a)
 		printf("fedguardd %s\n", FEDGUARD_VERSION);
 		return ARGS_DONE;
 	default:
-		return -EINVAL;
+		return parse_auth_opt(c, a);
 	}
 }
 
@@ -184,7 +244,7 @@ static int check_args(const struct args *a, int argc, char **argv)
 		log_error("--cgroup PATH is required");
 		return -EINVAL;
 	}
-	return 0;
+	return peerauth_opts_check(&a->auth, a->have_node);
 }
 
 /* 0 to go on, ARGS_DONE after --help or --version, -EINVAL on a usage error. */
@@ -197,9 +257,11 @@ static int parse_args(int argc, char **argv, struct args *a)
 		.opts.auth_syn_rto_ms = LOADER_AUTH_SYN_RTO_MS_DEFAULT,
 		.opts.policy_max_entries = POLICY_MAX_ENTRIES_DEFAULT,
 		.level = FG_LOG_INFO,
+		.auth.svid_ttl = SVIDS_TTL_DEFAULT,
 	};
 	a->ifaces = calloc((size_t)argc, sizeof(*a->ifaces));
-	if (!a->ifaces)
+	a->auth.bundles = calloc((size_t)argc, sizeof(*a->auth.bundles));
+	if (!a->ifaces || !a->auth.bundles)
 		return -ENOMEM;
 	a->opts.ifaces = a->ifaces;
 	while ((c = getopt_long(argc, argv, "vqh", long_opts, NULL)) != -1) {
@@ -226,13 +288,14 @@ static int block_stop_signals(void)
 /* Serves the control socket and events until SIGTERM or SIGINT; returns the signal. */
 static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 {
-	struct pollfd p[3] = { { .fd = sig_fd, .events = POLLIN },
+	struct pollfd p[5] = { { .fd = sig_fd, .events = POLLIN },
 			       { .fd = srv->fd, .events = POLLIN },
 			       { .fd = events_fd(ag->events), .events = POLLIN } };
+	size_t n = 3 + peerauth_pollfds(ag, p + 3, 2);
 	struct signalfd_siginfo si;
 
 	for (;;) {
-		if (poll(p, 3, -1) < 0) {
+		if (poll(p, n, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return log_error_errno(-errno, "poll");
@@ -245,12 +308,14 @@ static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 			control_serve(srv, agent_commands, ag);
 		if (p[2].revents & POLLIN)
 			events_consume(ag->events);
+		peerauth_dispatch(ag, p + 3, n - 3);
 	}
 }
 
 static void args_free(struct args *a)
 {
 	free(a->ifaces);
+	free(a->auth.bundles);
 }
 
 /* Registrations and the maps derived from them. */
@@ -269,7 +334,10 @@ static int agent_start(struct args *a, struct loader *l, struct agent *ag)
 		r = events_open(l->pin_dir, &ag->events);
 	if (r)
 		return r;
-	return agent_restore(ag);
+	r = agent_restore(ag);
+	if (r)
+		return r;
+	return peerauth_start(ag, &a->auth);
 }
 
 static int control_start(const struct args *a, struct control_server *srv)
@@ -339,6 +407,7 @@ int main(int argc, char **argv)
 			 sig > 0 ? strsignal(sig) : "error", a.opts.instance);
 	}
 	control_close(&srv);
+	peerauth_stop(&ag);
 	if (ag.loader)	/* agent_start() ran: the datapath handles are initialised */
 		datapath_close(&ag.dp);
 	events_close(ag.events);
