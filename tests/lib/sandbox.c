@@ -55,6 +55,14 @@ static long now_ms(void)
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int write_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -232,6 +240,11 @@ static const char *side_cgroup(const struct sandbox *sb, enum sb_side side)
 /* An echo server on @side's addresses, in @side's cgroup (if managed). */
 static int server_start(struct sandbox *sb, enum sb_side side, pid_t *pid)
 {
+	return sb_serve_in(side_cgroup(sb, side), side_ns(sb, side), pid);
+}
+
+int sb_serve_in(const char *cgroup, const char *netns, pid_t *pid)
+{
 	struct pollfd p;
 	int pipefd[2];
 	char c;
@@ -243,7 +256,7 @@ static int server_start(struct sandbox *sb, enum sb_side side, pid_t *pid)
 		return -errno;
 	if (*pid == 0) {
 		setpgid(0, 0);
-		if (enter(side_cgroup(sb, side), side_ns(sb, side)))
+		if (enter(cgroup, netns))
 			_exit(1);
 		serve(pipefd[1]);
 	}
@@ -507,9 +520,9 @@ static int recv_fd(int sock)
 	return fd >= 0 ? fd : err;
 }
 
-/* Runs @fn in a child inside @side's cgroup and netns; @fn reports on @sock. */
-static int in_side(struct sandbox *sb, enum sb_side side, void (*fn)(int sock, void *arg),
-		   void *arg)
+/* Runs @fn in a child inside @cgroup (if any) and @netns; @fn reports on @sock. */
+static int in_place(const char *cgroup, const char *netns, void (*fn)(int sock, void *arg),
+		    void *arg)
 {
 	int sp[2], r;
 	pid_t pid;
@@ -519,7 +532,7 @@ static int in_side(struct sandbox *sb, enum sb_side side, void (*fn)(int sock, v
 	pid = fork();
 	if (pid == 0) {
 		close(sp[0]);
-		r = enter(side_cgroup(sb, side), side_ns(sb, side));
+		r = enter(cgroup, netns);
 		if (r)
 			send_fd(sp[1], -1, r);
 		else
@@ -532,6 +545,12 @@ static int in_side(struct sandbox *sb, enum sb_side side, void (*fn)(int sock, v
 	if (pid > 0)
 		waitpid(pid, NULL, 0);
 	return r;
+}
+
+static int in_side(struct sandbox *sb, enum sb_side side, void (*fn)(int sock, void *arg),
+		   void *arg)
+{
+	return in_place(side_cgroup(sb, side), side_ns(sb, side), fn, arg);
 }
 
 struct connect_req {
@@ -562,6 +581,40 @@ int sb_connect_from(struct sandbox *sb, enum sb_side side, int family, int type,
 	struct connect_req req = { .family = family, .type = type, .addr = addr, .port = port };
 
 	return in_side(sb, side, do_connect, &req);
+}
+
+int sb_connect_in(const char *cgroup, const char *netns, int family, int type, const char *addr,
+		  int port)
+{
+	struct connect_req req = { .family = family, .type = type, .addr = addr, .port = port };
+
+	return in_place(cgroup, netns, do_connect, &req);
+}
+
+/* Connects, sends one byte, waits for its echo: the microseconds it took. */
+static void do_first_byte(int sock, void *arg)
+{
+	struct connect_req *req = arg;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	long t0 = now_us();
+	int fd = socket(req->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int r = fd < 0 ? -errno : 0;
+
+	fill_addr(req->family, req->addr, req->port, &ss, &len);
+	if (!r)
+		r = connect_bounded(fd, &ss, len);
+	if (!r)
+		r = sb_echo(fd, "!", SB_CONNECT_MS);
+	send_fd(sock, -1, r ? r : (int)(now_us() - t0));
+}
+
+int sb_first_byte_in(const char *cgroup, const char *netns, int family, const char *addr, int port)
+{
+	struct connect_req req = { .family = family, .addr = addr, .port = port };
+	int r = in_place(cgroup, netns, do_first_byte, &req);
+
+	return r == 0 ? 1 : r;	/* under a microsecond: still a time, not an error */
 }
 
 int sb_connect(struct sandbox *sb, int family, int type, const char *addr, int port)

@@ -74,6 +74,28 @@ int sb_agent_stop(struct sandbox *sb, int sig);
  */
 int sb_connect(struct sandbox *sb, int family, int type, const char *addr, int port);
 
+/*
+ * sb_connect() from a process of @cgroup (NULL: none) in network namespace
+ * @netns (a name of `ip netns`), for tests that build their own world.
+ */
+int sb_connect_in(const char *cgroup, const char *netns, int family, int type, const char *addr,
+		  int port);
+
+/*
+ * The sandbox's echo server (TCP on SB_ECHO_PORT and SB_OTHER_PORT, UDP on
+ * SB_ECHO_PORT) in @cgroup (NULL: none) and @netns; *pid leads its process
+ * group: kill(-*pid, SIGKILL) stops it.
+ */
+int sb_serve_in(const char *cgroup, const char *netns, pid_t *pid);
+
+/*
+ * Time to first byte from a process of @cgroup in @netns: connect() to
+ * addr:port (TCP), send one byte, receive its echo. Returns the
+ * microseconds from before connect() to the echo, or -errno (connect
+ * bounded to 3 s, the echo to 3 s more).
+ */
+int sb_first_byte_in(const char *cgroup, const char *netns, int family, const char *addr, int port);
+
 /* sb_connect() from either side. */
 int sb_connect_from(struct sandbox *sb, enum sb_side side, int family, int type, const char *addr,
 		    int port);
