@@ -304,9 +304,12 @@ int peerauth_bundle_set(struct agent *a, const char *td, const char *json, size_
 	old = bundle_set_lookup(a->auth->bundles, td);
 	log_info("bundle of '%s' set: %d authorities%s", td, sk_X509_num(old->authorities),
 		 old->revoked ? ", revoked" : "");
-	if (!changed)
-		return peerauth_trust_update(a);
-	return retrust(a, td, old->revoked, result, err);
+	if (changed)
+		return retrust(a, td, old->revoked, result, err);
+	/* the same authorities: what they authenticated stays */
+	json_object_object_add(result, "auth_removed", json_object_new_int64(0));
+	json_object_object_add(result, "sockets_destroyed", json_object_new_int64(0));
+	return peerauth_trust_update(a);
 }
 
 int peerauth_bundle_del(struct agent *a, const char *td, struct json_object *result,

@@ -39,6 +39,7 @@
 #include "control.h"
 #include "ctl_client.h"
 #include "lib/authtest.h"
+#include "lib/pki.h"
 #include "lib/require.h"
 #include "lib/rogue.h"
 #include "lib/sandbox.h"
@@ -179,14 +180,22 @@ static int cgroups_setup(void)
 	return 0;
 }
 
+/* The CA files, the bundle, and the root alone as PEM (root.pem). */
 static int pki_setup(struct node *n)
 {
+	char path[PATH_MAX + 16];
+	STACK_OF(X509) *root;
 	int r = at_ca_make(n->td, time(NULL), 86400, &n->ca);
 
 	if (!r && mkdir(n->dir, 0700))
 		r = -errno;
 	if (!r)
 		r = at_ca_write(&n->ca, n->dir);
+	snprintf(path, sizeof(path), "%s/root.pem", n->dir);
+	root = pki_stack(n->ca.root, NULL);
+	if (!r)
+		r = pki_write_chain(path, root);
+	sk_X509_pop_free(root, X509_free);
 	return r;
 }
 
@@ -314,6 +323,30 @@ static void register_node(struct node *n)
 	json_object_put(doc);
 	json_object_put(res);
 	cr_assert_eq(r, 0, "policy.apply on %s", n->instance);
+}
+
+/* fedguardctl --instance of n and args; its exit status, its stdout and stderr in out. */
+__attribute__((format(printf, 4, 5))) static int ctl(struct node *n, char *out, size_t len,
+						      const char *fmt, ...)
+{
+	char args[1024], cmd[2048];
+	size_t got = 0;
+	va_list ap;
+	FILE *p;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "%s --instance %s %s 2>&1", getenv("FEDGUARDCTL"), n->instance,
+		 args);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	while (got + 1 < len && fgets(out + got, (int)(len - got), p))
+		got += strlen(out + got);
+	out[got] = 0;
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* --- maps ---------------------------------------------------------------------------------------- */
@@ -726,4 +759,43 @@ Test(auth, expiry_without_renewal_stops_new_traffic)
 	cr_assert_eq(request(&A, "auth.flush", NULL, NULL), 0);
 	us = first_byte();
 	cr_expect_gt(us, 0, "no recovery: %s", strerror(-us));
+}
+
+Test(auth, fedguardctl_shows_sockets_authentications_and_bundles)
+{
+	static char out[16384];
+	int fd = connect_client();
+
+	cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
+	cr_assert_eq(sb_echo(fd, "hello", ECHO_MS), 0);
+
+	cr_expect_eq(ctl(&A, out, sizeof(out), "sockets list"), 0, "%s", out);
+	cr_expect(strstr(out, CLIENT) && strstr(out, SERVER) && strstr(out, "allowed") &&
+			  strstr(out, "egress") && strstr(out, "mtls"),
+		  "sockets list on A:\n%s", out);
+	cr_expect_eq(ctl(&B, out, sizeof(out), "sockets list"), 0, "%s", out);
+	cr_expect(strstr(out, "ingress") && strstr(out, CLIENT), "sockets list on B:\n%s", out);
+
+	cr_expect_eq(ctl(&A, out, sizeof(out), "auth list"), 0, "%s", out);
+	cr_expect(strstr(out, SERVER) && strstr(out, B.addr) && strstr(out, " s"),
+		  "auth list:\n%s", out);
+	cr_expect_eq(ctl(&A, out, sizeof(out), "-j auth list"), 0, "%s", out);
+	cr_expect(strstr(out, "\"expires_in\"") && strstr(out, "\"trust_domain\""), "%s", out);
+
+	cr_expect_eq(ctl(&A, out, sizeof(out), "bundle list"), 0, "%s", out);
+	cr_expect(strstr(out, "a.test") && strstr(out, "b.test") && strstr(out, "yes"),
+		  "bundle list:\n%s", out);
+	cr_expect_eq(ctl(&A, out, sizeof(out), "bundle del a.test"), 1, "%s", out);
+	cr_expect(strstr(out, "own trust domain"), "%s", out);
+	/* the same roots as PEM: nothing changes for the connection */
+	cr_expect_eq(ctl(&A, out, sizeof(out), "bundle set b.test %s/root.pem", B.dir), 0, "%s",
+		     out);
+	cr_expect(strstr(out, "sockets destroyed: 0"), "%s", out);
+	cr_expect_eq(sb_echo(fd, "still there", ECHO_MS), 0);
+
+	cr_expect_eq(ctl(&A, out, sizeof(out), "auth flush"), 0, "%s", out);
+	cr_expect(strstr(out, "1 authentications removed"), "%s", out);
+	/* the connection's next packets ask again: it keeps working */
+	cr_expect_eq(sb_echo(fd, "after the flush", ECHO_MS), 0, "flush broke the connection");
+	close(fd);
 }

@@ -66,5 +66,8 @@ extern const struct ctl_cmd ctl_workload_verbs[];
 extern const struct ctl_cmd ctl_endpoint_verbs[];
 extern const struct ctl_cmd ctl_policy_verbs[];
 extern const struct ctl_cmd ctl_quarantine_verbs[];
+extern const struct ctl_cmd ctl_sockets_verbs[];
+extern const struct ctl_cmd ctl_auth_verbs[];
+extern const struct ctl_cmd ctl_bundle_verbs[];
 
 #endif /* FEDGUARD_CTL_H */

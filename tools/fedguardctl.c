@@ -48,6 +48,24 @@ static const struct ctl_cmd commands[] = {
 		.verbs = ctl_quarantine_verbs,
 	},
 	{
+		.name = "sockets",
+		.args = "VERB",
+		.help = "sockets bound to identities: list",
+		.verbs = ctl_sockets_verbs,
+	},
+	{
+		.name = "auth",
+		.args = "VERB",
+		.help = "pairs authenticated by mTLS: list, flush",
+		.verbs = ctl_auth_verbs,
+	},
+	{
+		.name = "bundle",
+		.args = "VERB",
+		.help = "trust bundles: set, del, list",
+		.verbs = ctl_bundle_verbs,
+	},
+	{
 		.name = "status",
 		.args = "",
 		.help = "show programs, links, maps, policy, TC filters, counters and the agent",
