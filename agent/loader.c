@@ -198,6 +198,9 @@ static int object_open(struct loader *l, const struct loader_opts *opts)
 	l->skel->rodata->cfg_cgroup_root_level = l->cgroup.level;
 	l->skel->rodata->cfg_auth_syn_rto_ms = opts->auth_syn_rto_ms;
 	l->skel->rodata->cfg_hz = hz;
+	l->skel->rodata->cfg_events_allow = opts->events_allow;
+	l->skel->rodata->cfg_events_rate = opts->events_rate;
+	l->skel->rodata->cfg_events_burst = opts->events_burst;
 	err = check_policy_inner_map(l->skel->maps.fg_policy_slot);
 	if (err)
 		return err;

@@ -28,6 +28,9 @@ struct loader_opts {
 	unsigned int n_ifaces;
 	__u32 auth_syn_rto_ms;	  /* rodata cfg_auth_syn_rto_ms */
 	__u32 policy_max_entries; /* of fg_policy maps this agent creates */
+	bool events_allow;	  /* rodata cfg_events_allow */
+	__u32 events_rate;	  /* rodata cfg_events_rate, per CPU; 0 = no limit */
+	__u32 events_burst;	  /* rodata cfg_events_burst */
 };
 
 /* A running instance: what loader_start() set up. */

@@ -155,12 +155,20 @@ static __always_inline __u32 fg_sock_addr_judge(struct fg_judgement *j)
 
 static __always_inline int fg_sock_addr(struct bpf_sock_addr *ctx, struct fg_judgement *j)
 {
+	__u32 r;
+
 	j->cookie = bpf_get_socket_cookie(ctx);
 	j->cgroup_id = bpf_get_current_cgroup_id();
 	j->pkt.proto = ctx->protocol;
 	j->pkt.dport = (__u16)ctx->user_port;
 	j->dir = FG_DIR_EGRESS;
-	return fg_report(j, fg_sock_addr_judge(j)) ? FG_SK_PASS : FG_SK_DROP;
+	r = fg_sock_addr_judge(j);
+	if (!fg_report(j, r))
+		return FG_SK_DROP;
+	/* a connect opens a flow; a sendmsg is one datagram: not reported */
+	if (cfg_events_allow && j->hook == FG_HOOK_CONNECT)
+		fg_emit(j, FG_EV_ALLOW, r);
+	return FG_SK_PASS;
 }
 
 static __always_inline int fg_sock_addr4(struct bpf_sock_addr *ctx, __u8 hook)
@@ -254,13 +262,23 @@ static __always_inline void fg_sockops_accepted(struct bpf_sock_ops *skops)
 	if (skops->family == FG_AF_INET_SYS) {
 		j.pkt.family = FG_AF_INET;
 		j.pkt.saddr[0] = skops->remote_ip4;
+		j.pkt.daddr[0] = skops->local_ip4;
 	} else {
 		a[0] = skops->remote_ip6[0];
 		a[1] = skops->remote_ip6[1];
 		a[2] = skops->remote_ip6[2];
 		a[3] = skops->remote_ip6[3];
 		fg_addr_from_v6(&j.pkt, a, false);
+		a[0] = skops->local_ip6[0];
+		a[1] = skops->local_ip6[1];
+		a[2] = skops->local_ip6[2];
+		a[3] = skops->local_ip6[3];
+		fg_addr_from_v6(&j.pkt, a, true);
 	}
+	/* remote_port is network order in the upper half, local_port host order */
+	j.pkt.sport = bpf_htons((__u16)bpf_ntohl(skops->remote_port));
+	j.pkt.dport = bpf_htons((__u16)skops->local_port);
+	j.pkt.proto = IPPROTO_TCP;
 	peer = fg_ipcache_lookup(j.pkt.family, j.pkt.saddr);
 	if (!local || !peer)
 		return;
@@ -284,7 +302,8 @@ static __always_inline void fg_sockops_accepted(struct bpf_sock_ops *skops)
 	    fg_check_auth(j.local_id, j.peer_id, j.peer_node) != FG_NO_OBJECTION)
 		state = FG_SOCK_AUTH_WAIT;
 	b = fg_binding_of(&j, local->td, peer->td, c.port, state);
-	bpf_map_update_elem(&fg_sockets, &j.cookie, &b, BPF_ANY);
+	if (bpf_map_update_elem(&fg_sockets, &j.cookie, &b, BPF_ANY) == 0 && cfg_events_allow)
+		fg_emit(&j, FG_EV_ALLOW, FG_REASON_ALLOW_POLICY);
 }
 
 /* A socket waiting for mTLS retransmits its SYN after milliseconds. */
@@ -516,7 +535,9 @@ static __always_inline __u32 fg_tc_judge(struct fg_judgement *j, __u8 pkt_dir, i
 		};
 
 		fg_flow_key_of(&k, &j->pkt, false);
-		bpf_map_update_elem(&fg_flows, &k, &v, BPF_ANY);
+		/* a new flow entry is a new flow: reported, its packets are not */
+		if (bpf_map_update_elem(&fg_flows, &k, &v, BPF_ANY) == 0 && cfg_events_allow)
+			fg_emit(j, FG_EV_ALLOW, r);
 	}
 	return r;
 }

@@ -124,6 +124,19 @@ struct {
 } fg_events SEC(".maps");
 
 /*
+ * What became of the events the programs wanted to report, per CPU:
+ * emitted, suppressed by the rate limit, lost to a full ring buffer; and
+ * each CPU's token bucket (struct fg_ev_stats, key 0). Written by
+ * fg_emit(); read by the agent (metrics) and bpftool.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fg_ev_stats);
+} fg_ev_stats SEC(".maps");
+
+/*
  * TC flow table: 5-tuple as first seen -> the identities and policy
  * generation it was allowed under. Written and read by the TC programs
  * only. LRU is safe here: an evicted flow is judged again from policy,

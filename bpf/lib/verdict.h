@@ -31,12 +31,22 @@ const volatile __u32 cfg_cgroup_root_level = 0;
 const volatile __u32 cfg_auth_syn_rto_ms = 20;
 /* The kernel's HZ, to turn milliseconds into jiffies for sockops. */
 const volatile __u32 cfg_hz = 250;
+/* Report allowed new connections and flows (FG_EV_ALLOW), never packets. */
+const volatile __u32 cfg_events_allow = 0;
+/*
+ * Drop and allow events each CPU may report per second, and how many it
+ * may report at once after a quiet spell; 0 = no limit. Excess events are
+ * counted in fg_ev_stats, not reported. The agent keeps burst >= 1.
+ */
+const volatile __u32 cfg_events_rate = 0;
+const volatile __u32 cfg_events_burst = 0;
 
 enum fg_verdict_consts {
 	FG_NO_OBJECTION = FG_REASON_MAX,
 	/* registered cgroups are looked for this many levels below the root */
 	FG_CGROUP_MAX_DEPTH = 8,
 	FG_POLICY_PROBES = 4,	/* {peer, any} x {port, any} */
+	FG_EV_TOKEN = 1000000000, /* one event: buckets count billionths */
 };
 
 /* Everything a hook learns on the way to its verdict; what events carry. */
@@ -79,12 +89,48 @@ static __always_inline void fg_count(__u32 reason, __u32 bytes)
 	}
 }
 
+/*
+ * This CPU's token bucket: refilled at cfg_events_rate events a second up
+ * to cfg_events_burst. Per CPU, so no atomics; a program that interrupts
+ * another on the same CPU may make a count or the level a little off,
+ * never unbounded.
+ */
+static __always_inline bool fg_ev_admit(struct fg_ev_stats *s)
+{
+	__u64 cap = (__u64)cfg_events_burst * FG_EV_TOKEN;
+	__u64 now, dt, refill;
+
+	if (!cfg_events_rate)
+		return true;
+	now = bpf_ktime_get_ns();
+	dt = now - s->refill_ns;
+	s->refill_ns = now;
+	/* dt * rate would overflow after a long quiet spell: cap it first */
+	refill = dt >= cap / cfg_events_rate ? cap : dt * cfg_events_rate;
+	s->tokens = s->tokens + refill > cap ? cap : s->tokens + refill;
+	if (s->tokens < FG_EV_TOKEN) {
+		s->suppressed++;
+		return false;
+	}
+	s->tokens -= FG_EV_TOKEN;
+	return true;
+}
+
 static __always_inline void fg_emit(const struct fg_judgement *j, __u8 type, __u32 reason)
 {
-	struct fg_event *e = bpf_ringbuf_reserve(&fg_events, sizeof(*e), 0);
+	__u32 zero = 0;
+	struct fg_ev_stats *s = bpf_map_lookup_elem(&fg_ev_stats, &zero);
+	struct fg_event *e;
 
-	if (!e)
+	/* auth-needed events start peer authentication: never suppressed */
+	if (s && type != FG_EV_AUTH_NEEDED && !fg_ev_admit(s))
 		return;
+	e = bpf_ringbuf_reserve(&fg_events, sizeof(*e), 0);
+	if (!e) {
+		if (s)
+			s->lost++;
+		return;
+	}
 	e->ts_ns = bpf_ktime_get_ns();
 	e->cookie = j->cookie;
 	e->cgroup_id = j->cgroup_id;
@@ -104,6 +150,8 @@ static __always_inline void fg_emit(const struct fg_judgement *j, __u8 type, __u
 	__builtin_memcpy(e->daddr, j->pkt.daddr, 16);
 	__builtin_memcpy(e->peer_node, j->peer_node, 16);
 	bpf_ringbuf_submit(e, 0);
+	if (s)
+		s->emitted++;
 }
 
 /* Count the final reason, report a drop; true when the traffic may pass. */

@@ -265,4 +265,19 @@ struct fg_event {
 };
 _Static_assert(sizeof(struct fg_event) == 96, "fg_event size");
 
+/*
+ * fg_ev_stats: per CPU, one entry (key 0). What became of the events the
+ * programs wanted to report, and the token bucket that limits drop and
+ * allow events (auth-needed events are never limited: peer authentication
+ * depends on them). Written by fg_emit(); read by the agent and bpftool.
+ */
+struct fg_ev_stats {
+	__u64 emitted;		/* submitted to fg_events */
+	__u64 suppressed;	/* over cfg_events_rate: not reported */
+	__u64 lost;		/* fg_events was full: reservation failed */
+	__u64 tokens;		/* bucket level, in billionths of an event */
+	__u64 refill_ns;	/* bpf_ktime_get_ns of the last refill */
+};
+_Static_assert(sizeof(struct fg_ev_stats) == 40, "fg_ev_stats size");
+
 #endif /* FEDGUARD_ABI_H */
