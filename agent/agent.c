@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "loader.h"
 #include "log.h"
+#include "observe.h"
 #include "peerauth.h"
 #include "state.h"
 
@@ -49,6 +50,7 @@ int agent_persist(struct agent *a, struct json_object *next, struct control_erro
 	json_object_put(a->state);
 	a->state = next;
 	peerauth_state_changed(a);	/* SVIDs, and the pairs policy wants authenticated */
+	a->state_gen++;
 	return 0;
 }
 
@@ -133,5 +135,9 @@ const struct control_command agent_commands[] = {
 	{ "bundle.set", cmd_bundle_set, ARGS("trust_domain", "document") },
 	{ "bundle.del", cmd_bundle_del, ARGS("trust_domain") },
 	{ "bundle.list", cmd_bundle_list, NULL },
+	{ "observe", cmd_observe,
+	  ARGS("last", "since_ms", "verdict", "reason", "identity", "trust_domain", "port", "follow"),
+	  cmd_observe_take },
+	{ "alerts", cmd_alerts, ARGS("last", "follow"), cmd_alerts_take },
 	{},
 };

@@ -16,6 +16,7 @@
 struct events;
 struct loader;
 struct peerauth;
+struct observe;
 
 struct agent {
 	const char *instance;
@@ -24,6 +25,8 @@ struct agent {
 	struct json_object *state;	/* committed: what the maps and the disk hold */
 	struct events *events;		/* the fg_events reader */
 	struct peerauth *auth;		/* identity and peer authentication, or NULL */
+	struct observe *observe;	/* flow records, flow log, metrics, alerts */
+	unsigned long state_gen;	/* bumped whenever state is replaced */
 	char state_dir[PATH_MAX];
 };
 

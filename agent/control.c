@@ -444,9 +444,13 @@ static const struct control_command *find_command(const struct control_command *
 	return NULL;
 }
 
-/* Checks the request and runs its handler, which fills result. */
+/*
+ * Checks the request and runs its handler, which fills result. On success
+ * *cmd_out and *args_out (a reference) say what ran, for a take function.
+ */
 static int dispatch(const struct control_command *table, void *ctx, struct json_object *req,
-		    struct json_object *result, struct control_error *err)
+		    struct json_object *result, struct control_error *err,
+		    const struct control_command **cmd_out, struct json_object **args_out)
 {
 	static const char *const none[] = {NULL};
 	_cleanup_json_ struct json_object *args = NULL;
@@ -468,7 +472,11 @@ static int dispatch(const struct control_command *table, void *ctx, struct json_
 	if (r < 0 && !err->code)
 		control_error_set(err, CONTROL_E_INTERNAL, "command '%s' failed: %s", name,
 				  strerror(-r));
-	return r < 0 ? r : 0;
+	if (r < 0)
+		return r;
+	*cmd_out = cmd;
+	*args_out = json_object_get(args);
+	return 0;
 }
 
 /* The reply object; takes result, which only a success carries. */
@@ -524,7 +532,8 @@ static int send_reply(int fd, struct json_object *reply, int timeout_ms)
 
 /* Authorises, reads and runs one request; 0 or -errno with err filled. */
 static int handle(const struct control_server *srv, int fd, const struct control_command *table,
-		  void *ctx, struct json_object *result, struct control_error *err)
+		  void *ctx, struct json_object *result, struct control_error *err,
+		  const struct control_command **cmd, struct json_object **args)
 {
 	_cleanup_json_ struct json_object *req = NULL;
 	struct ucred cred = {};
@@ -537,7 +546,7 @@ static int handle(const struct control_server *srv, int fd, const struct control
 	}
 	r = read_request(fd, io_now_ms() + srv->timeout_ms, srv->timeout_ms, &req, err);
 	if (!r)
-		r = dispatch(table, ctx, req, result, err);
+		r = dispatch(table, ctx, req, result, err, cmd, args);
 	if (r)
 		log_debug("control: uid %u pid %d: %s: %s", cred.uid, cred.pid, err->code,
 			  err->message);
@@ -546,7 +555,8 @@ static int handle(const struct control_server *srv, int fd, const struct control
 
 int control_serve(struct control_server *srv, const struct control_command *table, void *ctx)
 {
-	_cleanup_json_ struct json_object *reply = NULL;
+	_cleanup_json_ struct json_object *reply = NULL, *args = NULL;
+	const struct control_command *cmd = NULL;
 	struct control_error err = {};
 	_cleanup_close_ int fd = -1;
 	struct json_object *result;
@@ -556,11 +566,13 @@ int control_serve(struct control_server *srv, const struct control_command *tabl
 	if (fd < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	result = json_object_new_object();
-	r = handle(srv, fd, table, ctx, result, &err);
+	r = handle(srv, fd, table, ctx, result, &err, &cmd, &args);
 	reply = reply_new(result, r ? &err : NULL);
 	r = send_reply(fd, reply, srv->timeout_ms);
 	if (r)
 		log_debug_errno(r, "control: cannot send the reply");
+	else if (cmd && cmd->take && cmd->take(ctx, args, fd) == 1)
+		take_fd(&fd); /* the command streams on it now */
 	return 0;
 }
 

@@ -51,16 +51,26 @@ typedef int (*control_fn)(void *ctx, struct json_object *args, struct json_objec
 			  struct control_error *err);
 
 /*
+ * For commands that stream (docs/control-protocol.md, "Streaming"): called
+ * after fn succeeded and its reply was sent whole, with the same args.
+ * Returns 1 when it took the connection (it then owns fd, which is
+ * non-blocking), 0 to let control_serve() close it as usual.
+ */
+typedef int (*control_take_fn)(void *ctx, struct json_object *args, int fd);
+
+/*
  * One entry of a command table; the table ends with an entry whose name is
  * NULL. args lists the names of the arguments the command accepts
  * (NULL-terminated); NULL means none. control_serve() refuses any other
  * argument with "invalid_argument" before calling fn, so a handler only
- * checks the types and values of the ones it takes.
+ * checks the types and values of the ones it takes. take is NULL for all
+ * but streaming commands.
  */
 struct control_command {
 	const char *name;
 	control_fn fn;
 	const char *const *args;
+	control_take_fn take;
 };
 
 struct control_server {
@@ -89,7 +99,8 @@ int control_default_path(const char *instance, char *buf, size_t len);
 int control_listen(const char *path, const char *group_name, struct control_server *out);
 
 /*
- * Serves one connection: accepts it, answers one request and closes it.
+ * Serves one connection: accepts it, answers one request and closes it
+ * (or hands it to the command's take function).
  * Call it when the listening fd is readable. Blocks for up to timeout_ms to
  * receive the request, then for as long as the handler takes. Returns 0 once
  * a connection was answered (whether or not its request succeeded), -EAGAIN

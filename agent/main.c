@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@
 #include "events.h"
 #include "loader.h"
 #include "log.h"
+#include "metrics_http.h"
+#include "observe.h"
 #include "peerauth.h"
 #include "policy_map.h"
 #include "svids.h"
@@ -30,6 +33,8 @@
 #define STATE_DIR_ROOT "/var/lib/fedguard"
 
 #define EXIT_USAGE 2
+/* Drop and allow events each CPU reports a second, by default (--events-rate). */
+#define EVENTS_RATE_DEFAULT 1000
 /* parse_args(): the arguments asked for --help or --version, already printed. */
 #define ARGS_DONE 1
 
@@ -44,6 +49,9 @@ struct args {
 	__u8 node[16];		    /* --node-address */
 	bool have_node;
 	struct peerauth_opts auth;  /* --trust-domain and what goes with it */
+	struct observe_config obs;  /* flow log, metrics, alerts */
+	char flow_log[PATH_MAX + 16]; /* default <state-dir>/flows.log */
+	bool events_burst_given;
 };
 
 static void usage(FILE *out)
@@ -78,12 +86,31 @@ static void usage(FILE *out)
 		"                             (repeatable): SPIFFE bundle JSON or PEM roots\n"
 		"  --svid-ttl SECONDS         lifetime of minted SVIDs (default %u)\n"
 		"  --auth-listen ADDR:PORT    mTLS listener; peers are asked on the same port\n"
+		"\n"
+		"Observability (docs/observability.md):\n"
+		"  --flow-log PATH            flow log, or \"none\" (default STATE-DIR/flows.log)\n"
+		"  --flow-log-max-bytes N     rotate the flow log at N bytes (default %llu)\n"
+		"  --flow-log-keep N          rotated flow logs kept (default %d)\n"
+		"  --log-allowed              report allowed new connections and flows too\n"
+		"  --events-rate N            drop/allow events each CPU reports a second,\n"
+		"                             0 for no limit (default %d)\n"
+		"  --events-burst N           events a CPU may report at once (default: the rate)\n"
+		"  --metrics-listen ADDR:PORT serve Prometheus metrics (GET /metrics) there\n"
+		"  --alert-deny-threshold N   alert when one identity is denied N times within\n"
+		"                             the window, 0 for never (default %d)\n"
+		"  --alert-auth-failures N    alert after N failed authentications with one peer\n"
+		"                             within the window, 0 for never (default %d)\n"
+		"  --alert-window SECONDS     the alerts' window (default %d)\n"
+		"\n"
 		"  --uninstall                detach and unpin everything of the instance\n"
 		"  -v, --verbose              more output (twice: libbpf debug output)\n"
 		"  -q, --quiet                errors only\n"
 		"  -h, --help                 this help\n"
 		"      --version              print the version\n",
-		LOADER_AUTH_SYN_RTO_MS_DEFAULT, POLICY_MAX_ENTRIES_DEFAULT, SVIDS_TTL_DEFAULT);
+		LOADER_AUTH_SYN_RTO_MS_DEFAULT, POLICY_MAX_ENTRIES_DEFAULT, SVIDS_TTL_DEFAULT,
+		(unsigned long long)FLOWLOG_MAX_BYTES_DEFAULT, FLOWLOG_KEEP_DEFAULT,
+		EVENTS_RATE_DEFAULT, ALERTS_DENY_THRESHOLD_DEFAULT, ALERTS_AUTH_FAILURES_DEFAULT,
+		ALERTS_WINDOW_S_DEFAULT);
 }
 
 static int parse_u32(const char *opt, const char *s, __u32 min, __u32 max, __u32 *out)
@@ -120,6 +147,16 @@ enum {
 	OPT_BUNDLE,
 	OPT_SVID_TTL,
 	OPT_AUTH_LISTEN,
+	OPT_FLOW_LOG,
+	OPT_FLOW_LOG_MAX_BYTES,
+	OPT_FLOW_LOG_KEEP,
+	OPT_LOG_ALLOWED,
+	OPT_EVENTS_RATE,
+	OPT_EVENTS_BURST,
+	OPT_METRICS_LISTEN,
+	OPT_ALERT_DENY_THRESHOLD,
+	OPT_ALERT_AUTH_FAILURES,
+	OPT_ALERT_WINDOW,
 };
 
 static const struct option long_opts[] = {
@@ -144,6 +181,16 @@ static const struct option long_opts[] = {
 	{"bundle", required_argument, NULL, OPT_BUNDLE},
 	{"svid-ttl", required_argument, NULL, OPT_SVID_TTL},
 	{"auth-listen", required_argument, NULL, OPT_AUTH_LISTEN},
+	{"flow-log", required_argument, NULL, OPT_FLOW_LOG},
+	{"flow-log-max-bytes", required_argument, NULL, OPT_FLOW_LOG_MAX_BYTES},
+	{"flow-log-keep", required_argument, NULL, OPT_FLOW_LOG_KEEP},
+	{"log-allowed", no_argument, NULL, OPT_LOG_ALLOWED},
+	{"events-rate", required_argument, NULL, OPT_EVENTS_RATE},
+	{"events-burst", required_argument, NULL, OPT_EVENTS_BURST},
+	{"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+	{"alert-deny-threshold", required_argument, NULL, OPT_ALERT_DENY_THRESHOLD},
+	{"alert-auth-failures", required_argument, NULL, OPT_ALERT_AUTH_FAILURES},
+	{"alert-window", required_argument, NULL, OPT_ALERT_WINDOW},
 	{},
 };
 
@@ -177,9 +224,53 @@ static int parse_auth_opt(int c, struct args *a)
 	}
 }
 
+/* An option of observability; 0, -EINVAL, or 1 when c is not one of them. */
+static int parse_obs_opt(int c, struct args *a)
+{
+	__u32 v = 0;
+	int r;
+
+	switch (c) {
+	case OPT_FLOW_LOG:
+		a->obs.flowlog.path = optarg;
+		return 0;
+	case OPT_FLOW_LOG_MAX_BYTES:
+		r = parse_u32("--flow-log-max-bytes", optarg, FLOWLOG_MAX_BYTES_MIN, UINT32_MAX, &v);
+		a->obs.flowlog.max_bytes = v;
+		return r;
+	case OPT_FLOW_LOG_KEEP:
+		return parse_u32("--flow-log-keep", optarg, 0, FLOWLOG_KEEP_MAX, &a->obs.flowlog.keep);
+	case OPT_LOG_ALLOWED:
+		a->opts.events_allow = true;
+		return 0;
+	case OPT_EVENTS_RATE:
+		return parse_u32("--events-rate", optarg, 0, 1000000, &a->opts.events_rate);
+	case OPT_EVENTS_BURST:
+		a->events_burst_given = true;
+		return parse_u32("--events-burst", optarg, 1, 1000000, &a->opts.events_burst);
+	case OPT_METRICS_LISTEN:
+		a->obs.metrics_listen = optarg;
+		return 0;
+	case OPT_ALERT_DENY_THRESHOLD:
+		return parse_u32("--alert-deny-threshold", optarg, 0, 1000000,
+				 &a->obs.alerts.deny_threshold);
+	case OPT_ALERT_AUTH_FAILURES:
+		return parse_u32("--alert-auth-failures", optarg, 0, 1000000,
+				 &a->obs.alerts.auth_failures);
+	case OPT_ALERT_WINDOW:
+		return parse_u32("--alert-window", optarg, 1, 86400, &a->obs.alerts.window_s);
+	default:
+		return 1;
+	}
+}
+
 /* One option; 0, ARGS_DONE or -EINVAL. */
 static int parse_opt(int c, struct args *a)
 {
+	int r = parse_obs_opt(c, a);
+
+	if (r <= 0)
+		return r;
 	switch (c) {
 	case OPT_INSTANCE:
 		a->opts.instance = optarg;
@@ -244,6 +335,13 @@ static int check_args(const struct args *a, int argc, char **argv)
 		log_error("--cgroup PATH is required");
 		return -EINVAL;
 	}
+	if (a->obs.metrics_listen &&
+	    metrics_http_parse_listen(a->obs.metrics_listen, &(struct sockaddr_storage){},
+				      &(socklen_t){ 0 })) {
+		log_error("option --metrics-listen: '%s' is not ADDR:PORT or [ADDR]:PORT",
+			  a->obs.metrics_listen);
+		return -EINVAL;
+	}
 	return peerauth_opts_check(&a->auth, a->have_node);
 }
 
@@ -256,7 +354,13 @@ static int parse_args(int argc, char **argv, struct args *a)
 		.opts.instance = "default",
 		.opts.auth_syn_rto_ms = LOADER_AUTH_SYN_RTO_MS_DEFAULT,
 		.opts.policy_max_entries = POLICY_MAX_ENTRIES_DEFAULT,
+		.opts.events_rate = EVENTS_RATE_DEFAULT,
 		.level = FG_LOG_INFO,
+		.obs.flowlog.max_bytes = FLOWLOG_MAX_BYTES_DEFAULT,
+		.obs.flowlog.keep = FLOWLOG_KEEP_DEFAULT,
+		.obs.alerts.deny_threshold = ALERTS_DENY_THRESHOLD_DEFAULT,
+		.obs.alerts.auth_failures = ALERTS_AUTH_FAILURES_DEFAULT,
+		.obs.alerts.window_s = ALERTS_WINDOW_S_DEFAULT,
 		.auth.svid_ttl = SVIDS_TTL_DEFAULT,
 	};
 	a->ifaces = calloc((size_t)argc, sizeof(*a->ifaces));
@@ -269,6 +373,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 		if (r)
 			return r;
 	}
+	if (!a->events_burst_given)
+		a->opts.events_burst = a->opts.events_rate ? a->opts.events_rate : 1;
 	return check_args(a, argc, argv);
 }
 
@@ -288,12 +394,14 @@ static int block_stop_signals(void)
 /* Serves the control socket and events until SIGTERM or SIGINT; returns the signal. */
 static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 {
-	struct pollfd p[5] = { { .fd = sig_fd, .events = POLLIN },
+	struct pollfd p[6] = { { .fd = sig_fd, .events = POLLIN },
 			       { .fd = srv->fd, .events = POLLIN },
 			       { .fd = events_fd(ag->events), .events = POLLIN } };
 	size_t n = 3 + peerauth_pollfds(ag, p + 3, 2);
+	size_t obs = n++;	/* observe_fd(), after peerauth's */
 	struct signalfd_siginfo si;
 
+	p[obs] = (struct pollfd){ .fd = observe_fd(ag->observe), .events = POLLIN };
 	for (;;) {
 		if (poll(p, n, -1) < 0) {
 			if (errno == EINTR)
@@ -308,7 +416,9 @@ static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 			control_serve(srv, agent_commands, ag);
 		if (p[2].revents & POLLIN)
 			events_consume(ag->events);
-		peerauth_dispatch(ag, p + 3, n - 3);
+		peerauth_dispatch(ag, p + 3, obs - 3);
+		if (p[obs].revents & POLLIN)
+			observe_dispatch(ag->observe);
 	}
 }
 
@@ -316,6 +426,18 @@ static void args_free(struct args *a)
 {
 	free(a->ifaces);
 	free(a->auth.bundles);
+}
+
+/* Flow records, flow log, metrics and alerts, once the events reader and state are there. */
+static int observe_begin(struct args *a, struct agent *ag)
+{
+	a->obs.instance = a->opts.instance;
+	if (!a->obs.flowlog.path)
+		snprintf(a->flow_log, sizeof(a->flow_log), "%s/%s", ag->state_dir, FLOWLOG_FILE);
+	else if (strcmp(a->obs.flowlog.path, "none") != 0)
+		snprintf(a->flow_log, sizeof(a->flow_log), "%s", a->obs.flowlog.path);
+	a->obs.flowlog.path = a->flow_log[0] ? a->flow_log : NULL;
+	return observe_start(&a->obs, ag, &ag->observe);
 }
 
 /* Registrations and the maps derived from them. */
@@ -335,6 +457,8 @@ static int agent_start(struct args *a, struct loader *l, struct agent *ag)
 	if (r)
 		return r;
 	r = agent_restore(ag);
+	if (!r)
+		r = observe_begin(a, ag);
 	if (r)
 		return r;
 	return peerauth_start(ag, &a->auth);
@@ -410,6 +534,7 @@ int main(int argc, char **argv)
 	peerauth_stop(&ag);
 	if (ag.loader)	/* agent_start() ran: the datapath handles are initialised */
 		datapath_close(&ag.dp);
+	observe_free(ag.observe);
 	events_close(ag.events);
 	json_object_put(ag.state);
 	return r ? EXIT_FAILURE : EXIT_SUCCESS;

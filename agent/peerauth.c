@@ -22,6 +22,7 @@
 #include "cleanup.h"
 #include "events.h"
 #include "log.h"
+#include "observe.h"
 #include "peerauth_int.h"
 #include "policy_compile.h"
 #include "spiffe.h"
@@ -344,8 +345,10 @@ static void on_outcomes(struct agent *a)
 
 	do {
 		n = auth_engine_collect(a->auth->engine, o, OUTCOMES_BATCH);
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			log_outcome(a, &o[i]);
+			observe_auth_outcome(a->observe, &o[i]); /* flow log, metrics, alerts */
+		}
 	} while (n == OUTCOMES_BATCH);
 	/* new pairs have renewal times of their own */
 	timer_arm(a->auth, auth_engine_tick(a->auth->engine, auth_now_ns()));
@@ -541,6 +544,26 @@ void peerauth_state_changed(struct agent *a)
 	if (n > 0)
 		log_debug("auth: %d pairs asked for ahead of time", n);
 	timer_arm(a->auth, auth_engine_tick(a->auth->engine, auth_now_ns()));
+}
+
+int peerauth_svids_expiry(struct agent *a, size_t *count, time_t *earliest)
+{
+	time_t first = 0;
+	size_t n;
+
+	if (!a->auth)
+		return -ENOENT;
+	n = svids_count(a->auth->svids);
+	for (size_t i = 0; i < n; i++) {
+		struct svids_cred *c = svids_at(a->auth->svids, i);
+
+		if (c && (!first || c->not_after < first))
+			first = c->not_after;
+		svids_cred_put(c);
+	}
+	*count = n;
+	*earliest = first;
+	return 0;
 }
 
 /* --- removing authentications ----------------------------------------------------------- */

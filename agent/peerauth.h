@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include <linux/types.h>
 
@@ -74,6 +75,12 @@ void peerauth_dispatch(struct agent *a, const struct pollfd *p, size_t n);
  * too. *removed counts the entries.
  */
 int peerauth_flush(struct agent *a, unsigned int *removed);
+
+/*
+ * How many SVIDs the node holds and the earliest notAfter among them (0
+ * when none), for the metrics; -ENOENT without --trust-domain.
+ */
+int peerauth_svids_expiry(struct agent *a, size_t *count, time_t *earliest);
 
 /* --- bundles (peerauth_bundles.c) ------------------------------------------------- */
 

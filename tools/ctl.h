@@ -29,6 +29,13 @@ enum ctl_opt {
 	CTL_OPT_NODE,
 	CTL_OPT_DRY_RUN,
 	CTL_OPT_REASON,
+	CTL_OPT_FOLLOW,
+	CTL_OPT_SINCE,
+	CTL_OPT_LAST,
+	CTL_OPT_VERDICT,
+	CTL_OPT_IDENTITY,
+	CTL_OPT_TRUST_DOMAIN,
+	CTL_OPT_PORT,
 };
 
 /* One command option as given: its enum ctl_opt value and its argument (or NULL). */
@@ -69,5 +76,13 @@ extern const struct ctl_cmd ctl_quarantine_verbs[];
 extern const struct ctl_cmd ctl_sockets_verbs[];
 extern const struct ctl_cmd ctl_auth_verbs[];
 extern const struct ctl_cmd ctl_bundle_verbs[];
+
+/* fedguardctl observe and alerts: flow records and alerts, kept or followed. */
+int ctl_observe(struct ctl *ctl, int argc, char **argv);
+int ctl_alerts(struct ctl *ctl, int argc, char **argv);
+extern const struct option ctl_observe_opts[];
+extern const char ctl_observe_help[];
+extern const struct option ctl_alerts_opts[];
+extern const char ctl_alerts_help[];
 
 #endif /* FEDGUARD_CTL_H */

@@ -66,6 +66,22 @@ static const struct ctl_cmd commands[] = {
 		.verbs = ctl_bundle_verbs,
 	},
 	{
+		.name = "observe",
+		.args = "[--follow] [--last N] [--since TIME] [FILTER...]",
+		.help = "show the flows the datapath reports: drops, quarantine hits, allows",
+		.run = ctl_observe,
+		.opts = ctl_observe_opts,
+		.opts_help = ctl_observe_help,
+	},
+	{
+		.name = "alerts",
+		.args = "[--follow] [--last N]",
+		.help = "show the alerts raised: deny rates, spoofing, quarantine hits",
+		.run = ctl_alerts,
+		.opts = ctl_alerts_opts,
+		.opts_help = ctl_alerts_help,
+	},
+	{
 		.name = "status",
 		.args = "",
 		.help = "show programs, links, maps, policy, TC filters, counters and the agent",
