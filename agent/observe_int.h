@@ -56,6 +56,26 @@ struct observe_auth_stats {
 	double sum_s[OBSERVE_ROLES];
 };
 
+/*
+ * Fill levels of the instance's hash-like maps, recomputed for a scrape
+ * when older than OBSERVE_FILL_MAX_AGE_MS: walking full maps takes about
+ * 0.1 s of the main loop, so scrapes in a row must not repeat it.
+ */
+enum {
+	OBSERVE_FILL_MAX_AGE_MS = 5000,
+	OBSERVE_FILL_MAPS = 32,
+};
+
+struct observe_map_fill {
+	__s64 at_ms; /* io_now_ms() when counted; 0: never */
+	struct {
+		char name[16 + 1]; /* BPF_OBJ_NAME_LEN + 1 */
+		__u64 entries;
+		__u32 max;
+	} v[OBSERVE_FILL_MAPS];
+	size_t n;
+};
+
 struct observe {
 	struct agent *ag;
 	char instance[72];
@@ -74,6 +94,7 @@ struct observe {
 	__u64 flowlog_json_errors;    /* records that could not be serialised */
 	__u64 follower_lost;	      /* records followers were too slow for */
 	struct observe_auth_stats auth;
+	struct observe_map_fill fill;
 };
 
 /* observe_names.c */

@@ -21,6 +21,7 @@
 #include "agent.h"
 #include "cleanup.h"
 #include "events.h"
+#include "io.h"
 #include "observe_int.h"
 #include "peerauth.h"
 #include "pin.h"
@@ -163,19 +164,9 @@ static int count_batch(int fd, const struct bpf_map_info *info, __u64 *out)
 	return 0;
 }
 
-/* The fill levels of the instance's maps, collected before either family is written. */
-struct map_fill {
-	struct {
-		char name[BPF_OBJ_NAME_LEN + 1];
-		__u64 entries;
-		__u32 max;
-	} v[32];
-	size_t n;
-};
-
 static int map_cb(const char *dir, const char *name, void *arg)
 {
-	struct map_fill *fill = arg;
+	struct observe_map_fill *fill = arg;
 	struct bpf_map_info info = {};
 	__u32 len = sizeof(info);
 	_cleanup_close_ int fd = -1;
@@ -197,21 +188,26 @@ static int map_cb(const char *dir, const char *name, void *arg)
 	return 0;
 }
 
-static void maps(struct metrics_buf *b, const struct observe *o)
+static void maps(struct metrics_buf *b, struct observe *o)
 {
 	static const char en[] = "fedguard_map_entries", mx[] = "fedguard_map_max_entries";
-	struct map_fill fill = {.n = 0};
+	struct observe_map_fill *fill = &o->fill;
+	__s64 now = io_now_ms();
 
-	pin_for_each(o->ag->dp.pin_dir, map_cb, &fill);
+	if (!fill->at_ms || now - fill->at_ms >= OBSERVE_FILL_MAX_AGE_MS) {
+		fill->n = 0;
+		pin_for_each(o->ag->dp.pin_dir, map_cb, fill);
+		fill->at_ms = now;
+	}
 	metrics_family(
 		b, en, "gauge",
 		"Entries in each hash-like map of the instance (fg_policy: the map in force, "
-		"its generation entry included).");
-	for (size_t i = 0; i < fill.n; i++)
-		metrics_u64(b, en, fill.v[i].entries, "map", fill.v[i].name, NULL);
+		"its generation entry included), counted at most 5 s ago.");
+	for (size_t i = 0; i < fill->n; i++)
+		metrics_u64(b, en, fill->v[i].entries, "map", fill->v[i].name, NULL);
 	metrics_family(b, mx, "gauge", "Capacity of each hash-like map of the instance.");
-	for (size_t i = 0; i < fill.n; i++)
-		metrics_u64(b, mx, fill.v[i].max, "map", fill.v[i].name, NULL);
+	for (size_t i = 0; i < fill->n; i++)
+		metrics_u64(b, mx, fill->v[i].max, "map", fill->v[i].name, NULL);
 }
 
 static void quarantine(struct metrics_buf *b, const struct observe *o)
