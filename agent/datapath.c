@@ -133,7 +133,8 @@ static __u8 *kv_sorted_keys(const struct kv_set *s)
 
 	if (!keys)
 		return NULL;
-	memcpy(keys, s->keys, s->n * s->ksz);
+	if (s->n)	/* an empty set has no storage: memcpy from NULL */
+		memcpy(keys, s->keys, s->n * s->ksz);
 	qsort_r(keys, s->n, s->ksz, kv_cmp, &ksz);
 	return keys;
 }
