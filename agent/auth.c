@@ -27,6 +27,8 @@ enum {
 	NS_PER_MS = 1000000,
 };
 
+static void reap(struct auth_engine *e);
+
 __u64 auth_now_ns(void)
 {
 	struct timespec ts;
@@ -147,6 +149,7 @@ size_t auth_engine_collect(struct auth_engine *e, struct auth_outcome *out, size
 	if (read(e->event_fd, &count, sizeof(count)) < 0) {
 		/* nothing signalled: collect what is there anyway */
 	}
+	reap(e);
 	pthread_mutex_lock(&e->lock);
 	while (n < max && e->out_n) {
 		out[n++] = e->outcomes[e->out_head];
@@ -291,10 +294,34 @@ SSL_SESSION *auth_session(struct auth_engine *e, const struct fg_auth_key *key, 
 
 /* --- worker pools ------------------------------------------------------------------------- */
 
-struct worker_arg {
+/*
+ * A worker thread. Workers are joined, not detached, so that a stopped
+ * engine leaves no thread behind (nor OpenSSL's per-thread state): one
+ * that runs out of jobs puts itself on e->exited, and whoever comes next
+ * (an ask, an accepted connection, a collect, the stop) joins it.
+ */
+struct worker {
+	struct worker *next;
+	pthread_t thread;
 	struct auth_engine *e;
 	struct auth_pool *pool;
 };
+
+/* Joins the workers that have exited. Never with the lock held: they take it last. */
+static void reap(struct auth_engine *e)
+{
+	struct worker *w, *next;
+
+	pthread_mutex_lock(&e->lock);
+	w = e->exited;
+	e->exited = NULL;
+	pthread_mutex_unlock(&e->lock);
+	for (; w; w = next) {
+		next = w->next;
+		pthread_join(w->thread, NULL);
+		free(w);
+	}
+}
 
 static void active_remove(struct auth_engine *e, struct auth_job *job)
 {
@@ -324,17 +351,16 @@ static void job_free(struct auth_job *job)
 
 static void *worker(void *arg)
 {
-	struct worker_arg w = *(struct worker_arg *)arg;
-	struct auth_engine *e = w.e;
+	struct worker *w = arg;
+	struct auth_engine *e = w->e;
 	struct auth_job *job;
 
-	free(arg);
 	pthread_mutex_lock(&e->lock);
-	while (!e->stopping && (job = w.pool->head)) {
-		w.pool->head = job->next;
-		if (!w.pool->head)
-			w.pool->tail = NULL;
-		w.pool->queued--;
+	while (!e->stopping && (job = w->pool->head)) {
+		w->pool->head = job->next;
+		if (!w->pool->head)
+			w->pool->tail = NULL;
+		w->pool->queued--;
 		job->next = e->active;
 		e->active = job;
 		pthread_mutex_unlock(&e->lock);
@@ -346,7 +372,9 @@ static void *worker(void *arg)
 		active_remove(e, job);
 		job_free(job);
 	}
-	w.pool->running--;
+	w->pool->running--;
+	w->next = e->exited;
+	e->exited = w;
 	pthread_cond_broadcast(&e->idle);
 	pthread_mutex_unlock(&e->lock);
 	return NULL;
@@ -357,28 +385,22 @@ static void *worker(void *arg)
  * business, and a write to a connection the peer closed must fail with
  * EPIPE rather than kill the process with SIGPIPE.
  */
-static int spawn(pthread_t *t, bool detached, void *(*fn)(void *), void *arg)
+static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;
-	pthread_attr_t attr;
 	int r;
 
 	sigfillset(&all);
-	pthread_attr_init(&attr);
-	if (detached)
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(t, &attr, fn, arg);
+	r = pthread_create(t, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
 	return r;
 }
 
 /* Queues job on pool and starts a worker if the pool has room. Lock held. */
 static int pool_submit(struct auth_engine *e, struct auth_pool *pool, struct auth_job *job)
 {
-	struct worker_arg *w;
-	pthread_t t;
+	struct worker *w;
 	int r;
 
 	job->next = NULL;
@@ -393,8 +415,9 @@ static int pool_submit(struct auth_engine *e, struct auth_pool *pool, struct aut
 	w = malloc(sizeof(*w));
 	if (!w)
 		return pool->running ? 0 : -ENOMEM;
-	*w = (struct worker_arg){ e, pool };
-	r = spawn(&t, true, worker, w);
+	/* the worker reads w->thread only once on e->exited, after we unlock */
+	*w = (struct worker){ .e = e, .pool = pool };
+	r = spawn(&w->thread, worker, w);
 	if (r) {
 		free(w);
 		return pool->running ? 0 : -r;	/* a running worker will take it */
@@ -470,6 +493,7 @@ int auth_engine_ask(struct auth_engine *e, const struct auth_ask *ask)
 
 	if (ask->dir != FG_DIR_EGRESS && ask->dir != FG_DIR_INGRESS)
 		return -EINVAL;
+	reap(e);
 	pthread_mutex_lock(&e->lock);
 	r = ask_locked(e, ask, false);
 	pthread_mutex_unlock(&e->lock);
@@ -650,6 +674,7 @@ static void admit(struct auth_engine *e, int fd, const struct sockaddr_storage *
 	struct auth_job *job = calloc(1, sizeof(*job));
 	bool taken = false;
 
+	reap(e);
 	if (job) {
 		*job = (struct auth_job){ .role = AUTH_ANSWERER, .fd = fd,
 					  .start_ns = auth_now_ns() };
@@ -766,7 +791,7 @@ int auth_engine_start(struct auth_engine *e, char *why, size_t why_len)
 	r = listen_socket(e, why, why_len);
 	if (r)
 		return r;
-	r = spawn(&e->listener, false, listener, e);
+	r = spawn(&e->listener, listener, e);
 	if (r) {
 		snprintf(why, why_len, "no accepting thread: %s", strerror(r));
 		return -r;
@@ -800,6 +825,7 @@ static void engine_stop(struct auth_engine *e)
 	while (e->askers.running || e->answerers.running)
 		pthread_cond_wait(&e->idle, &e->lock);
 	pthread_mutex_unlock(&e->lock);
+	reap(e);
 	for (struct auth_pool *pool = &e->askers; pool; pool = pool == &e->askers ? &e->answerers : NULL) {
 		while (pool->head) {
 			struct auth_job *j = pool->head;

@@ -86,6 +86,8 @@ struct auth_pairs {
 	size_t cap, n;
 };
 
+struct worker;
+
 struct auth_job {
 	struct auth_job *next;		/* in a pool's queue or the active list */
 	__u8 role;			/* enum auth_role */
@@ -122,6 +124,7 @@ struct auth_engine {
 	struct auth_pairs pairs;
 	struct auth_pool askers, answerers;
 	struct auth_job *active;	/* jobs being run */
+	struct worker *exited;		/* workers done, to be joined (auth.c) */
 	struct auth_outcome *outcomes;	/* a ring of AUTH_OUTCOMES_MAX */
 	size_t out_head, out_n;
 };

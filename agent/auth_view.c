@@ -226,6 +226,8 @@ static const struct view_pair *view_pair(const struct auth_view *v, __u8 dir, __
 {
 	struct view_pair key = { .dir = dir, .local = local, .peer = peer };
 
+	if (!v->n_pairs)
+		return NULL;
 	return bsearch(&key, v->pairs, v->n_pairs, sizeof(*v->pairs), cmp_pair);
 }
 
