@@ -11,6 +11,7 @@
 #include "log.h"
 #include "observe.h"
 #include "peerauth.h"
+#include "policy_sign.h"
 #include "state.h"
 
 /* Brings the maps back to the committed state after a failed change. */
@@ -61,12 +62,48 @@ int agent_commit(struct agent *a, struct json_object *next, struct control_error
 	return r ? r : agent_persist(a, next, err);
 }
 
+/*
+ * With a policy key, the stored policy must be the document its stored
+ * signature covers: a changed state file must not bring in a changed policy.
+ */
+static int agent_policy_trusted(struct agent *a)
+{
+	struct json_object *p, *doc, *sig;
+	char why[POLICY_SIG_WHY_MAX];
+	const char *text;
+	int r;
+
+	if (!a->policy_key || !json_object_object_get_ex(a->state, "policy", &p))
+		return 0;
+	if (!json_object_object_get_ex(p, "document", &doc) ||
+	    !json_object_is_type(doc, json_type_string))
+		return log_error_errno(-EINVAL, "state of '%s': the policy has no document",
+				       a->state_dir);
+	if (!json_object_object_get_ex(p, "signature", &sig) ||
+	    !json_object_is_type(sig, json_type_string)) {
+		log_error("state of '%s': the policy in force is not signed, and --policy-key "
+			  "requires a signature: refusing to start, the datapath stays as pinned "
+			  "(see docs/policy.md, \"Signed policies\")", a->state_dir);
+		return -EKEYREJECTED;
+	}
+	text = json_object_get_string(doc);
+	r = policy_verify(text, strlen(text), json_object_get_string(sig), a->policy_key, why,
+			  sizeof(why));
+	if (r)
+		return log_error_errno(r, "state of '%s': the stored policy fails its signature "
+				       "check: %s; refusing to start, the datapath stays as pinned",
+				       a->state_dir, why);
+	return 0;
+}
+
 int agent_restore(struct agent *a)
 {
 	char why[1024] = "";
 	int r;
 
 	r = state_load(a->state_dir, &a->state);
+	if (!r)
+		r = agent_policy_trusted(a);
 	if (r)
 		return r;
 	r = datapath_apply(&a->dp, a->state, why, sizeof(why));
@@ -123,7 +160,7 @@ const struct control_command agent_commands[] = {
 	{ "endpoint.add", cmd_endpoint_add, ARGS("spiffe_id", "ips", "node", "labels") },
 	{ "endpoint.del", cmd_endpoint_del, ARGS("spiffe_id") },
 	{ "endpoint.list", cmd_endpoint_list, NULL },
-	{ "policy.apply", cmd_policy_apply, ARGS("document", "source", "dry_run") },
+	{ "policy.apply", cmd_policy_apply, ARGS("document", "source", "dry_run", "signature") },
 	{ "policy.show", cmd_policy_show, NULL },
 	{ "policy.check", cmd_policy_check, ARGS("from", "to", "port", "protocol") },
 	{ "quarantine.add", cmd_quarantine_add, ARGS("target", "reason") },

@@ -9,6 +9,7 @@
 #include <limits.h>
 
 #include <json-c/json.h>
+#include <openssl/evp.h>
 
 #include "control.h"
 #include "datapath.h"
@@ -27,6 +28,7 @@ struct agent {
 	struct peerauth *auth;		/* identity and peer authentication, or NULL */
 	struct observe *observe;	/* flow records, flow log, metrics, alerts */
 	unsigned long state_gen;	/* bumped whenever state is replaced */
+	EVP_PKEY *policy_key;		/* --policy-key: policies must be signed by it; NULL: not checked */
 	char state_dir[PATH_MAX];
 };
 
@@ -49,7 +51,11 @@ int agent_commit(struct agent *a, struct json_object *next, struct control_error
 int agent_apply(struct agent *a, struct json_object *next, struct control_error *err);
 int agent_persist(struct agent *a, struct json_object *next, struct control_error *err);
 
-/* Loads the state directory and brings the maps to it (agent start). */
+/*
+ * Loads the state directory and brings the maps to it (agent start). With a
+ * policy key, the stored policy must carry a valid signature by it: else
+ * nothing is applied (the maps stay as pinned) and the start fails.
+ */
 int agent_restore(struct agent *a);
 
 #endif /* FEDGUARD_AGENT_H */

@@ -15,6 +15,7 @@
 #include "datapath.h"
 #include "policy_compile.h"
 #include "policy_parse.h"
+#include "policy_sign.h"
 #include "state.h"
 
 static const char *id_name(__u32 id, const struct datapath_view *v, char *buf, size_t len)
@@ -114,12 +115,55 @@ static int diff_result(struct agent *a, struct json_object *next, struct policy_
 	return 0;
 }
 
+/*
+ * With a policy key, a document is admitted only with a valid signature over
+ * its exact text and a version higher than the one in force (no rollback).
+ * The version in force is read from its document, not from the state's copy.
+ * Without a key, anything goes, as before signing existed.
+ */
+static int policy_admit(struct agent *a, const char *text, const char *sig,
+			const struct policy_doc *doc, struct control_error *err)
+{
+	_cleanup_policy_doc_ struct policy_doc *cur = NULL;
+	char why[POLICY_SIG_WHY_MAX], fp[POLICY_KEY_FP_MAX] = "";
+	const char *code = CONTROL_E_PERMISSION_DENIED;
+	int r;
+
+	if (!a->policy_key)
+		return 0;
+	if (!sig) {
+		policy_key_fingerprint(a->policy_key, fp);
+		return control_error_set(err, CONTROL_E_PERMISSION_DENIED,
+					 "policy version %llu is not signed: this agent accepts "
+					 "only policies signed by the mesh's policy key %s",
+					 (unsigned long long)doc->version, fp);
+	}
+	r = policy_verify(text, strlen(text), sig, a->policy_key, why, sizeof(why));
+	if (r == -EINVAL) /* a malformed text is a bad argument; the rest, a refusal */
+		code = CONTROL_E_INVALID_ARGUMENT;
+	else if (r == -ENOMEM)
+		code = "internal";
+	if (r)
+		return control_error_set(err, code, "policy version %llu refused: %s",
+					 (unsigned long long)doc->version, why);
+	r = state_doc(a->state, &cur, err);
+	if (r)
+		return r;
+	if (cur && doc->version <= cur->version)
+		return control_error_set(err, CONTROL_E_PERMISSION_DENIED,
+					 "policy version %llu is not newer than version %llu in "
+					 "force: refused (rollback)",
+					 (unsigned long long)doc->version,
+					 (unsigned long long)cur->version);
+	return 0;
+}
+
 COMMAND(cmd_policy_apply)
 {
 	_cleanup_policy_doc_ struct policy_doc *doc = NULL;
 	struct json_object *next, *p;
 	struct agent *a = ctx;
-	const char *text, *source = NULL;
+	const char *text, *source = NULL, *sig = NULL;
 	struct policy_error perr;
 	bool dry_run = false;
 	__u32 gen;
@@ -130,17 +174,24 @@ COMMAND(cmd_policy_apply)
 		r = control_arg_string(args, "source", false, &source, err);
 	if (!r)
 		r = control_arg_bool(args, "dry_run", false, &dry_run, err);
+	if (!r)
+		r = control_arg_string(args, "signature", false, &sig, err);
 	if (r)
 		return r;
 	source = source ? source : "policy";
 	if (policy_parse_buffer(source, text, strlen(text), &doc, &perr))
 		return control_error_set(err, "invalid_argument", "%s", perr.msg);
+	r = policy_admit(a, text, sig, doc, err);
+	if (r)
+		return r;
 
 	next = state_copy(a->state);
 	p = json_object_new_object();
 	json_object_object_add(p, "version", json_object_new_int64((int64_t)doc->version));
 	json_object_object_add(p, "source", json_object_new_string(source));
 	json_object_object_add(p, "document", json_object_new_string(text));
+	if (sig)	/* kept, so that a restart with --policy-key checks it again */
+		json_object_object_add(p, "signature", json_object_new_string(sig));
 	json_object_object_add(next, "policy", p);
 	r = diff_result(a, next, doc, result, err);
 	if (r || dry_run) {

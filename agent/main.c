@@ -27,6 +27,7 @@
 #include "observe.h"
 #include "peerauth.h"
 #include "policy_map.h"
+#include "policy_sign.h"
 #include "svids.h"
 #include "sys.h"
 
@@ -52,6 +53,7 @@ struct args {
 	struct observe_config obs;  /* flow log, metrics, alerts */
 	char flow_log[PATH_MAX + 16]; /* default <state-dir>/flows.log */
 	bool events_burst_given;
+	const char *policy_key;	    /* --policy-key */
 };
 
 static void usage(FILE *out)
@@ -74,6 +76,8 @@ static void usage(FILE *out)
 		"                             /var/lib/fedguard/NAME)\n"
 		"  --control-socket PATH      control socket (default /run/fedguard/NAME.sock)\n"
 		"  --control-group GROUP      members of GROUP may use the control socket too\n"
+		"  --policy-key FILE          the mesh's policy public key (policy.pub): accept\n"
+		"                             only policies signed by it, of a higher version\n"
 		"  --node-address ADDR        this node's address, as peers reach it\n"
 		"\n"
 		"Workload identity and peer authentication (all with --trust-domain):\n"
@@ -157,6 +161,7 @@ enum {
 	OPT_ALERT_DENY_THRESHOLD,
 	OPT_ALERT_AUTH_FAILURES,
 	OPT_ALERT_WINDOW,
+	OPT_POLICY_KEY,
 };
 
 static const struct option long_opts[] = {
@@ -191,6 +196,7 @@ static const struct option long_opts[] = {
 	{"alert-deny-threshold", required_argument, NULL, OPT_ALERT_DENY_THRESHOLD},
 	{"alert-auth-failures", required_argument, NULL, OPT_ALERT_AUTH_FAILURES},
 	{"alert-window", required_argument, NULL, OPT_ALERT_WINDOW},
+	{"policy-key", required_argument, NULL, OPT_POLICY_KEY},
 	{},
 };
 
@@ -291,6 +297,9 @@ static int parse_opt(int c, struct args *a)
 		return 0;
 	case OPT_STATE_DIR:
 		a->state_dir = optarg;
+		return 0;
+	case OPT_POLICY_KEY:
+		a->policy_key = optarg;
 		return 0;
 	case OPT_CONTROL_SOCKET:
 		a->control_socket = optarg;
@@ -440,6 +449,24 @@ static int observe_begin(struct args *a, struct agent *ag)
 	return observe_start(&a->obs, ag, &ag->observe);
 }
 
+/* The mesh's policy key, or a warning that policies are not verified. */
+static int policy_key_load(const char *path, struct agent *ag)
+{
+	char why[POLICY_SIG_WHY_MAX], fp[POLICY_KEY_FP_MAX];
+	int r;
+
+	if (!path) {
+		log_warn("no --policy-key: policy documents are applied without a signature check");
+		return 0;
+	}
+	r = policy_key_load_public(path, &ag->policy_key, why, sizeof(why));
+	if (r)
+		return log_error_errno(r, "%s", why);
+	if (policy_key_fingerprint(ag->policy_key, fp) == 0)
+		log_info("policies must be signed by the policy key %s ('%s')", fp, path);
+	return 0;
+}
+
 /* Registrations and the maps derived from them. */
 static int agent_start(struct args *a, struct loader *l, struct agent *ag)
 {
@@ -454,6 +481,8 @@ static int agent_start(struct args *a, struct loader *l, struct agent *ag)
 	r = datapath_open(&ag->dp, l, a->node, a->opts.policy_max_entries);
 	if (!r)
 		r = events_open(l->pin_dir, &ag->events);
+	if (!r)
+		r = policy_key_load(a->policy_key, ag);
 	if (r)
 		return r;
 	r = agent_restore(ag);
@@ -537,5 +566,6 @@ int main(int argc, char **argv)
 	observe_free(ag.observe);
 	events_close(ag.events);
 	json_object_put(ag.state);
+	EVP_PKEY_free(ag.policy_key);
 	return r ? EXIT_FAILURE : EXIT_SUCCESS;
 }

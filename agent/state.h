@@ -17,7 +17,8 @@
  *                     "labels": {K: V} } },
  *     "quarantine": { "spiffe://td/a" | "spiffe://td": { "kind": "identity"
  *                     | "trust_domain", "reason": TEXT, "since": UNIX-SECONDS } },
- *     "policy":     { "version": N, "source": NAME, "document": TEXT }
+ *     "policy":     { "version": N, "source": NAME, "document": TEXT,
+ *                     "signature": TEXT (when it was applied with one) }
  *   }
  *
  * Numeric identities are handed out from next_identity upwards and never

@@ -36,6 +36,9 @@ enum ctl_opt {
 	CTL_OPT_IDENTITY,
 	CTL_OPT_TRUST_DOMAIN,
 	CTL_OPT_PORT,
+	CTL_OPT_SIGNATURE,
+	CTL_OPT_KEY,
+	CTL_OPT_OUT,
 };
 
 /* One command option as given: its enum ctl_opt value and its argument (or NULL). */
@@ -72,6 +75,15 @@ int ctl_status(struct ctl *ctl, int argc, char **argv);
 extern const struct ctl_cmd ctl_workload_verbs[];
 extern const struct ctl_cmd ctl_endpoint_verbs[];
 extern const struct ctl_cmd ctl_policy_verbs[];
+
+/* policy sign FILE --key KEY [--out SIG]: a detached signature of FILE (tools/ctl_sign.c). */
+int ctl_policy_sign(struct ctl *ctl, int argc, char **argv);
+
+/*
+ * The signature policy apply sends with FILE: --signature SIG, else FILE.sig
+ * when it exists. 0 and *sig (NULL: none), or -errno after logging.
+ */
+int ctl_policy_signature(const struct ctl *ctl, const char *file, char **sig);
 extern const struct ctl_cmd ctl_quarantine_verbs[];
 extern const struct ctl_cmd ctl_sockets_verbs[];
 extern const struct ctl_cmd ctl_auth_verbs[];

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * fedguardctl policy apply|show|check: sends a policy document to the agent
- * (which parses, compiles and swaps it in atomically), shows the entries in
- * force, and asks what the policy decides for one flow.
+ * fedguardctl policy apply|sign|show|check: sends a policy document (and its
+ * signature, when there is one) to the agent (which checks, parses, compiles
+ * and swaps it in atomically), signs one, shows the entries in force, and
+ * asks what the policy decides for one flow.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -94,7 +95,7 @@ static int policy_apply(struct ctl *ctl, int argc, char **argv)
 		{},
 	};
 	_cleanup_json_ struct json_object *result = NULL, *args = NULL;
-	_cleanup_free_ char *text = NULL;
+	_cleanup_free_ char *text = NULL, *sig = NULL;
 	size_t len;
 	int r;
 
@@ -110,7 +111,12 @@ static int policy_apply(struct ctl *ctl, int argc, char **argv)
 		return r;
 	if (strlen(text) != len)
 		return log_error_errno(-EINVAL, "policy file '%s' contains a NUL byte", argv[0]);
+	r = ctl_policy_signature(ctl, argv[0], &sig);
+	if (r)
+		return r;
 	json_object_object_add(args, "document", json_object_new_string_len(text, (int)len));
+	if (sig)
+		json_object_object_add(args, "signature", json_object_new_string(sig));
 	json_object_object_add(args, "source", json_object_new_string(argv[0]));
 	r = ctl_request(ctl, "policy.apply", take_ptr(args), &result);
 	if (r)
@@ -209,18 +215,36 @@ static int policy_check(struct ctl *ctl, int argc, char **argv)
 
 static const struct option policy_apply_opts[] = {
 	{"dry-run", no_argument, NULL, CTL_OPT_DRY_RUN},
+	{"signature", required_argument, NULL, CTL_OPT_SIGNATURE},
+	{},
+};
+
+static const struct option policy_sign_opts[] = {
+	{"key", required_argument, NULL, CTL_OPT_KEY},
+	{"out", required_argument, NULL, CTL_OPT_OUT},
 	{},
 };
 
 const struct ctl_cmd ctl_policy_verbs[] = {
 	{
 		.name = "apply",
-		.args = "FILE [--dry-run]",
+		.args = "FILE [--dry-run] [--signature SIG]",
 		.help = "apply the policy document FILE: all of it at once, or nothing",
 		.run = policy_apply,
 		.opts = policy_apply_opts,
 		.opts_help =
-			"  --dry-run           show what it would add and remove; apply nothing\n",
+			"  --dry-run           show what it would add and remove; apply nothing\n"
+			"  --signature SIG     the signature to send (default: FILE.sig when it exists)\n",
+	},
+	{
+		.name = "sign",
+		.args = "FILE --key KEY [--out SIG]",
+		.help = "sign the policy document FILE with the mesh's policy key (no agent needed)",
+		.run = ctl_policy_sign,
+		.opts = policy_sign_opts,
+		.opts_help =
+			"  --key KEY           the policy key (policy.key of 'fedguard-ca policy-key')\n"
+			"  --out SIG           where to write the signature (default FILE.sig; - for stdout)\n",
 	},
 	{
 		.name = "show",

@@ -2,9 +2,10 @@
 /*
  * fedguard-ca: a trust domain's certificate authority, OpenSSL only. It
  * creates the root CA, node signing CAs and X.509-SVIDs, prints the trust
- * domain's SPIFFE bundle and validates SVID chains with the validator the
- * agent uses. docs/identity.md describes every command and file. Exit
- * status: 0 ok (verify: valid), 1 failure (verify: rejected), 2 usage error.
+ * domain's SPIFFE bundle, validates SVID chains with the validator the
+ * agent uses, and makes the mesh's policy signing key. docs/identity.md
+ * describes every command and file. Exit status: 0 ok (verify: valid), 1
+ * failure (verify: rejected), 2 usage error.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +19,7 @@
 
 static const struct fgca_cmd *const commands[] = {
 	&fgca_cmd_init, &fgca_cmd_issue_node, &fgca_cmd_svid, &fgca_cmd_bundle, &fgca_cmd_verify,
+	&fgca_cmd_policy_key,
 };
 
 static void usage(FILE *out)

@@ -53,6 +53,9 @@ enum {
 /* The files of an SVID directory (fedguard-ca svid). */
 #define FGCA_SVID_CERT "svid.pem"
 #define FGCA_SVID_KEY  "svid.key"
+/* The files of a policy key directory (fedguard-ca policy-key). */
+#define FGCA_POLICY_KEY "policy.key"
+#define FGCA_POLICY_PUB "policy.pub"
 
 struct fgca_cmd;
 
@@ -71,6 +74,7 @@ extern const struct fgca_cmd fgca_cmd_issue_node;
 extern const struct fgca_cmd fgca_cmd_svid;
 extern const struct fgca_cmd fgca_cmd_bundle;
 extern const struct fgca_cmd fgca_cmd_verify;
+extern const struct fgca_cmd fgca_cmd_policy_key;
 
 /*
  * getopt_long over a command's options plus -h/--help and -j/--json. Returns
@@ -127,6 +131,8 @@ int fgca_check_absent(const char *dir, const char *const *names, bool force);
  */
 int fgca_write_certs(const char *dir, const char *name, STACK_OF(X509) *certs, bool force);
 int fgca_write_key(const char *dir, const char *name, EVP_PKEY *key, bool force);
+/* The PEM public key (SubjectPublicKeyInfo) of key, mode 0644, the same way. */
+int fgca_write_pubkey(const char *dir, const char *name, EVP_PKEY *key, bool force);
 
 /*
  * A signing CA read from a directory: a root (ca.pem, ca.key) or a node CA

@@ -299,6 +299,15 @@ int fgca_write_key(const char *dir, const char *name, EVP_PKEY *key, bool force)
 	return fgca_write_bio(dir, name, bio, 0600, force);
 }
 
+int fgca_write_pubkey(const char *dir, const char *name, EVP_PKEY *key, bool force)
+{
+	_cleanup_bio_ BIO *bio = BIO_new(BIO_s_mem());
+
+	if (!bio || !PEM_write_bio_PUBKEY(bio, key))
+		return log_error_errno(-ENOMEM, "cannot encode '%s/%s'", dir, name);
+	return fgca_write_bio(dir, name, bio, 0644, force);
+}
+
 /* Which CA dir holds: 1 a root, 0 a node CA; -errno after logging. */
 static int fgca_issuer_kind(const char *dir, bool want_root)
 {
