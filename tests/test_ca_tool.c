@@ -3,7 +3,8 @@
  * The built fedguard-ca ($FEDGUARD_CA), run as an operator would: a trust
  * domain's root, a node, an SVID, the bundle, and verify's answers (exit 0
  * valid, 1 rejected) for the genuine chain and for chains of another trust
- * domain, of a forged CA claiming this one, and with a tampered signature.
+ * domain, of a forged CA claiming this one, and with a tampered signature;
+ * and the mesh's policy key.
  * Every run gets its own directory under $TMPDIR, removed afterwards.
  */
 #define _GNU_SOURCE
@@ -22,6 +23,7 @@
 
 #include <json-c/json.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 
 #include "lib/pki.h"
 #include "svid.h"
@@ -142,7 +144,8 @@ static void make_trust_domain(void)
 
 Test(ca_tool, help_everywhere_and_usage_errors_exit_2)
 {
-	static const char *const cmds[] = {"init", "issue-node", "svid", "bundle", "verify"};
+	static const char *const cmds[] = {"init", "issue-node", "svid", "bundle", "verify",
+					   "policy-key"};
 	static struct run help, r;
 	char usage[64];
 	size_t i;
@@ -389,4 +392,69 @@ Test(ca_tool, a_ca_vouches_only_for_its_trust_domain)
 	cr_expect_neq(access(at(0, "x/svid.pem"), F_OK), 0, "a file was written anyway");
 	run_expect(&r, 1, "issue-node", "--ca", at(0, "n1"), "--node", "n2", "--out", at(1, "n2"));
 	cr_expect_not_null(strstr(r.err, "holds no root CA"), "%s", r.err);
+}
+
+/* "sha256:" and the hex SHA-256 of key's DER public key, computed here. */
+static void fingerprint(EVP_PKEY *key, char *buf, size_t len)
+{
+	unsigned char *der = NULL, md[SHA256_DIGEST_LENGTH];
+	int n = i2d_PUBKEY(key, &der);
+	size_t i;
+
+	cr_assert(n > 0 && len >= 7 + 2 * sizeof(md) + 1);
+	SHA256(der, (size_t)n, md);
+	OPENSSL_free(der);
+	strcpy(buf, "sha256:");
+	for (i = 0; i < sizeof(md); i++)
+		snprintf(buf + 7 + 2 * i, 3, "%02x", md[i]);
+}
+
+static EVP_PKEY *read_key(const char *path, bool private)
+{
+	FILE *f = fopen(path, "r");
+	EVP_PKEY *key;
+
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	key = private ? PEM_read_PrivateKey(f, NULL, NULL, NULL)
+		      : PEM_read_PUBKEY(f, NULL, NULL, NULL);
+	fclose(f);
+	cr_assert_not_null(key, "'%s' is not a PEM %s key", path, private ? "private" : "public");
+	return key;
+}
+
+Test(ca_tool, policy_key_makes_an_ed25519_pair_and_refuses_to_overwrite)
+{
+	EVP_PKEY *priv, *pub;
+	char fp[80];
+	json_object *o;
+	struct stat st;
+	struct run r;
+
+	run_expect(&r, 0, "policy-key", "--out", at(0, "policy"), "-j");
+	cr_assert_eq(stat(at(0, "policy/policy.key"), &st), 0);
+	cr_expect_eq(st.st_mode & 0777, 0600, "policy.key has mode %o", st.st_mode & 0777);
+	cr_assert_eq(stat(at(0, "policy/policy.pub"), &st), 0);
+	cr_expect_eq(st.st_mode & 0777, 0644, "policy.pub has mode %o", st.st_mode & 0777);
+	priv = read_key(at(0, "policy/policy.key"), true);
+	pub = read_key(at(0, "policy/policy.pub"), false);
+	cr_expect(EVP_PKEY_is_a(priv, "ED25519"), "policy.key is %s", EVP_PKEY_get0_type_name(priv));
+	cr_expect_eq(EVP_PKEY_eq(priv, pub), 1, "policy.pub is not the public half of policy.key");
+	fingerprint(pub, fp, sizeof(fp));
+	o = output_json(&r);
+	cr_expect_str_eq(jstr(o, "fingerprint"), fp);
+	cr_expect_str_eq(jstr(o, "algorithm"), "ed25519");
+	json_object_put(o);
+
+	run_expect(&r, 1, "policy-key", "--out", at(0, "policy"));
+	cr_expect_not_null(strstr(r.err, "policy/policy.key' exists: refusing to overwrite it"),
+			   "%s", r.err);
+	run_expect(&r, 0, "policy-key", "--out", at(0, "policy"), "--force");
+	cr_expect_not_null(strstr(r.out, "sha256:"), "%s", r.out);
+	EVP_PKEY_free(pub);
+	pub = read_key(at(0, "policy/policy.pub"), false);
+	cr_expect_neq(EVP_PKEY_eq(priv, pub), 1, "--force kept the old key");
+	EVP_PKEY_free(priv);
+	EVP_PKEY_free(pub);
+	run_expect(&r, 2, "policy-key");
+	cr_expect_not_null(strstr(r.err, "--out is required"), "%s", r.err);
 }
