@@ -349,6 +349,64 @@ static void job_free(struct auth_job *job)
 	free(job);
 }
 
+/* Exchanges running with node. Lock held. */
+static unsigned int node_running(struct auth_engine *e, const __u8 node[16])
+{
+	unsigned int n = 0;
+
+	for (struct auth_job *j = e->active; j; j = j->next)
+		n += j->role == AUTH_ANSWERER && memcmp(j->from, node, 16) == 0;
+	return n;
+}
+
+/*
+ * The first queued job the pool may run now, out of its queue: an answerer
+ * job waits while AUTH_ANSWERERS_PER_NODE exchanges run with its address,
+ * so that one node, hostile or busy, holds a few workers at most. Lock held.
+ */
+static struct auth_job *next_job(struct auth_engine *e, struct auth_pool *pool)
+{
+	struct auth_job *prev = NULL;
+
+	for (struct auth_job *j = pool->head; j; prev = j, j = j->next) {
+		if (j->role == AUTH_ANSWERER && node_running(e, j->from) >= AUTH_ANSWERERS_PER_NODE)
+			continue;
+		if (prev)
+			prev->next = j->next;
+		else
+			pool->head = j->next;
+		if (pool->tail == j)
+			pool->tail = prev;
+		pool->queued--;
+		return j;
+	}
+	return NULL;
+}
+
+/* Waits up to AUTH_WORKER_LINGER_MS for work; false when none came. Lock held. */
+static bool linger(struct auth_engine *e, struct auth_pool *pool)
+{
+	struct timespec until;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += AUTH_WORKER_LINGER_MS / 1000;
+	until.tv_nsec += (AUTH_WORKER_LINGER_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pool->idle++;
+	r = pthread_cond_timedwait(&pool->work, &e->lock, &until);
+	pool->idle--;
+	return r == 0;
+}
+
+/*
+ * A worker runs the pool's jobs, and stays a while when there is none:
+ * a thread made per exchange would cost more than the exchange's own
+ * OpenSSL state (per-thread random generators and error queues).
+ */
 static void *worker(void *arg)
 {
 	struct worker *w = arg;
@@ -356,11 +414,13 @@ static void *worker(void *arg)
 	struct auth_job *job;
 
 	pthread_mutex_lock(&e->lock);
-	while (!e->stopping && (job = w->pool->head)) {
-		w->pool->head = job->next;
-		if (!w->pool->head)
-			w->pool->tail = NULL;
-		w->pool->queued--;
+	while (!e->stopping) {
+		job = next_job(e, w->pool);
+		if (!job) {
+			if (!linger(e, w->pool))
+				break;
+			continue;
+		}
 		job->next = e->active;
 		e->active = job;
 		pthread_mutex_unlock(&e->lock);
@@ -410,6 +470,10 @@ static int pool_submit(struct auth_engine *e, struct auth_pool *pool, struct aut
 		pool->head = job;
 	pool->tail = job;
 	pool->queued++;
+	if (pool->idle) {
+		pthread_cond_signal(&pool->work);
+		return 0;
+	}
 	if (pool->running >= pool->max)
 		return 0;
 	w = malloc(sizeof(*w));
@@ -680,8 +744,8 @@ static void admit(struct auth_engine *e, int fd, const struct sockaddr_storage *
 					  .start_ns = auth_now_ns() };
 		node_of(from, job->from);
 		pthread_mutex_lock(&e->lock);
-		if (!e->stopping && e->answerers.queued < e->answerers.max &&
-		    from_count(e, job->from) < AUTH_ANSWERERS_PER_NODE)
+		if (!e->stopping && e->answerers.queued < 4 * e->answerers.max &&
+		    from_count(e, job->from) < AUTH_QUEUED_PER_NODE)
 			taken = pool_submit(e, &e->answerers, job) == 0;
 		if (!taken)
 			pool_unqueue(&e->answerers, job);
@@ -720,6 +784,16 @@ static void *listener(void *arg)
 
 /* --- the engine ------------------------------------------------------------------------------- */
 
+static void pool_cond_init(struct auth_pool *pool)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&pool->work, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
 int auth_engine_new(const struct auth_config *cfg, struct svids *svids, struct auth_engine **out,
 		    char *why, size_t why_len)
 {
@@ -746,6 +820,8 @@ int auth_engine_new(const struct auth_config *cfg, struct svids *svids, struct a
 	e->listen_fd = -1;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->idle, NULL);
+	pool_cond_init(&e->askers);
+	pool_cond_init(&e->answerers);
 	e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	e->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	e->outcomes = calloc(AUTH_OUTCOMES_MAX, sizeof(*e->outcomes));
@@ -819,6 +895,8 @@ static void engine_stop(struct auth_engine *e)
 	}
 	pthread_mutex_lock(&e->lock);
 	e->stopping = true;
+	pthread_cond_broadcast(&e->askers.work);
+	pthread_cond_broadcast(&e->answerers.work);
 	for (struct auth_job *j = e->active; j; j = j->next)
 		if (j->fd >= 0)
 			shutdown(j->fd, SHUT_RDWR);
@@ -853,6 +931,8 @@ void auth_engine_free(struct auth_engine *e)
 	if (e->event_fd >= 0)
 		close(e->event_fd);
 	pthread_cond_destroy(&e->idle);
+	pthread_cond_destroy(&e->askers.work);
+	pthread_cond_destroy(&e->answerers.work);
 	pthread_mutex_destroy(&e->lock);
 	free(e);
 }

@@ -50,7 +50,9 @@ enum {
 	AUTH_TIMEOUT_MS_DEFAULT = 3000, /* a whole exchange, every step included */
 	AUTH_ASKERS_MAX_DEFAULT = 16,
 	AUTH_ANSWERERS_MAX_DEFAULT = 64,
-	AUTH_ANSWERERS_PER_NODE = 8,	/* connections at once from one address */
+	AUTH_ANSWERERS_PER_NODE = 8,	/* exchanges at once with one address */
+	AUTH_QUEUED_PER_NODE = 64,	/* connections from one address waiting for those */
+	AUTH_WORKER_LINGER_MS = 2000,	/* an idle worker waits this long for a job */
 	AUTH_SNI_MAX = 96,		/* bytes of auth_sni_name()'s name, NUL included */
 	AUTH_WHY_MAX = 256,
 	AUTH_PAIRS_MAX = 65536,		/* pairs the engine keeps track of (fg_auth's size) */

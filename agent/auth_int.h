@@ -100,6 +100,8 @@ struct auth_job {
 struct auth_pool {
 	struct auth_job *head, *tail;
 	unsigned int queued, running, max;
+	unsigned int idle;		/* running workers waiting for a job */
+	pthread_cond_t work;		/* a job was queued (CLOCK_MONOTONIC) */
 	__u8 role;
 };
 
