@@ -271,3 +271,27 @@ Test(signed_policy, a_restart_checks_the_stored_policy_again)
 	cr_expect_eq(allowed(SB_ECHO_PORT), 1, "8080 no longer allowed");
 	cr_expect_eq(allowed(SB_OTHER_PORT), 0, "the tampered policy is enforced");
 }
+
+Test(signed_policy, an_agent_without_the_key_warns_and_its_unsigned_policy_stops_a_keyed_start)
+{
+	const char *v2 = policy("v2", 2, SB_OTHER_PORT);
+	int r;
+
+	cr_assert_eq(sb_agent_stop(&sb, SIGTERM), 0);
+	r = sb_agent_start(&sb);
+	cr_assert_eq(r, 0, "fedguardd without --policy-key: %s; log: %s", strerror(-r),
+		     sb_log_path(&sb));
+	cr_expect_eq(sb_sh("grep -q 'no --policy-key: policy documents are applied without a "
+			   "signature check' %s",
+			   sb_log_path(&sb)),
+		     0, "no warning in %s", sb_log_path(&sb));
+	cr_assert_eq(ctl("policy apply %s", v2), 0, "unsigned policy without a key: %s", output);
+
+	cr_assert_eq(sb_agent_stop(&sb, SIGTERM), 0);
+	cr_expect_eq(sb_agent_start_args(&sb, "--policy-key", pub_path, NULL), -ECHILD,
+		     "fedguardd --policy-key started on an unsigned policy");
+	cr_expect_eq(sb_sh("grep -q 'the policy in force is not signed' %s", sb_log_path(&sb)), 0,
+		     "no reason in the log %s", sb_log_path(&sb));
+	cr_expect_eq(allowed(SB_OTHER_PORT), 1, "the pinned datapath lost version 2");
+	cr_expect_eq(allowed(SB_ECHO_PORT), 0, "version 1 came back");
+}
