@@ -25,6 +25,7 @@
 #include "cleanup.h"
 #include "io.h"
 #include "ssl_cleanup.h"
+#include "tls.h"
 
 enum {
 	PROTO_VERSION = 1,
@@ -57,16 +58,6 @@ __attribute__((format(printf, 2, 3))) static int fail(struct exchange *x, const 
 	vsnprintf(x->res.why, sizeof(x->res.why), fmt, ap);
 	va_end(ap);
 	return -EPROTO;
-}
-
-/* OpenSSL's latest error as text, and its queue emptied. */
-static const char *ssl_error(void)
-{
-	unsigned long e = ERR_peek_last_error();
-	const char *s = e ? ERR_reason_error_string(e) : NULL;
-
-	ERR_clear_error();
-	return s ? s : "connection closed";
 }
 
 /* --- TLS contexts ------------------------------------------------------------------------- */
@@ -135,7 +126,7 @@ static int choose_cert(SSL *ssl, int *alert, void *arg)
 	*alert = SSL_AD_INTERNAL_ERROR;
 	if (SSL_use_cert_and_key(ssl, x->cred->cert, x->cred->key, x->cred->chain, 1) != 1 ||
 	    set_session_context(ssl, x->cred)) {
-		fail(x, "cannot present the SVID of '%s': %s", x->self->spiffe_id, ssl_error());
+		fail(x, "cannot present the SVID of '%s': %s", x->self->spiffe_id, tls_error());
 		return SSL_CLIENT_HELLO_ERROR;
 	}
 	return SSL_CLIENT_HELLO_SUCCESS;
@@ -163,7 +154,7 @@ int auth_tls_init(struct auth_engine *e, char *why, size_t why_len)
 	e->client_ctx = ctx_new(TLS_client_method());
 	e->server_ctx = ctx_new(TLS_server_method());
 	if (!e->client_ctx || !e->server_ctx) {
-		snprintf(why, why_len, "no TLS 1.3 context: %s", ssl_error());
+		snprintf(why, why_len, "no TLS 1.3 context: %s", tls_error());
 		return -ENOMEM;
 	}
 	/* the asker keeps its sessions itself, one per pair */
@@ -185,55 +176,6 @@ void auth_tls_free(struct auth_engine *e)
 {
 	SSL_CTX_free(e->client_ctx);
 	SSL_CTX_free(e->server_ctx);
-}
-
-/* --- I/O against the deadline ------------------------------------------------------------ */
-
-enum tls_op {
-	TLS_HANDSHAKE,
-	TLS_READ,
-	TLS_WRITE,
-};
-
-/* One TLS operation, waiting as it asks: bytes moved (1 for a handshake) or -errno. */
-static int tls_do(struct exchange *x, enum tls_op op, void *buf, int len)
-{
-	int n, err;
-
-	for (;;) {
-		ERR_clear_error();
-		if (op == TLS_HANDSHAKE)
-			n = SSL_do_handshake(x->ssl);
-		else if (op == TLS_READ)
-			n = SSL_read(x->ssl, buf, len);
-		else
-			n = SSL_write(x->ssl, buf, len);
-		if (n > 0)
-			return n;
-		err = SSL_get_error(x->ssl, n);
-		if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
-			return -ECONNABORTED;
-		err = io_wait(SSL_get_fd(x->ssl), err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-			      x->deadline);
-		if (err)
-			return err;
-	}
-}
-
-static int tls_io_all(struct exchange *x, enum tls_op op, void *buf, int len)
-{
-	for (int done = 0, n; done < len; done += n) {
-		n = tls_do(x, op, (char *)buf + done, len - done);
-		if (n < 0)
-			return n;
-	}
-	return 0;
-}
-
-/* The step's error as text: a timeout, or what TLS said. */
-static const char *io_error(int r)
-{
-	return r == -ETIMEDOUT ? "timed out" : ssl_error();
 }
 
 /* --- common steps ----------------------------------------------------------------------- */
@@ -402,22 +344,22 @@ static int asker_handshake(struct exchange *x)
 
 	x->ssl = SSL_new(x->e->client_ctx);
 	if (!x->ssl || SSL_set_fd(x->ssl, x->job->fd) != 1)
-		return fail(x, "no TLS connection: %s", ssl_error());
+		return fail(x, "no TLS connection: %s", tls_error());
 	auth_sni_name(x->other->spiffe_id, sni);
 	if (SSL_set_tlsext_host_name(x->ssl, sni) != 1 ||
 	    SSL_use_cert_and_key(x->ssl, x->cred->cert, x->cred->key, x->cred->chain, 1) != 1)
 		return fail(x, "cannot present the SVID of '%s': %s", x->self->spiffe_id,
-			    ssl_error());
+			    tls_error());
 	session = auth_session(x->e, &x->res.key, x->cred->serial);
 	if (session) {
 		SSL_set_session(x->ssl, session);
 		SSL_SESSION_free(session);
 	}
 	SSL_set_connect_state(x->ssl);
-	r = tls_do(x, TLS_HANDSHAKE, NULL, 0);
+	r = tls_do(x->ssl, TLS_HANDSHAKE, NULL, 0, x->deadline);
 	if (r < 0)
 		return fail(x, "TLS handshake with the agent of '%s': %s", x->other->spiffe_id,
-			    io_error(r));
+			    tls_strerror(r));
 	x->res.resumed = SSL_session_reused(x->ssl);
 	return 0;
 }
@@ -436,14 +378,14 @@ static int asker_request(struct exchange *x)
 	req[4] = (unsigned char)(len >> 8);
 	req[5] = (unsigned char)len;
 	memcpy(req + PROTO_HEADER, x->other->spiffe_id, len);
-	r = tls_io_all(x, TLS_WRITE, req, (int)(PROTO_HEADER + len));
+	r = tls_io_all(x->ssl, TLS_WRITE, req, (int)(PROTO_HEADER + len), x->deadline);
 	if (!r)
-		r = tls_io_all(x, TLS_READ, reply, sizeof(reply));
+		r = tls_io_all(x->ssl, TLS_READ, reply, sizeof(reply), x->deadline);
 	if (!r)
-		r = tls_io_all(x, TLS_READ, reason, reply[1]);
+		r = tls_io_all(x->ssl, TLS_READ, reason, reply[1], x->deadline);
 	if (r)
 		return fail(x, "no answer from the agent of '%s': %s", x->other->spiffe_id,
-			    io_error(r));
+			    tls_strerror(r));
 	reason[reply[1]] = 0;
 	if (reply[0] != STATUS_OK)
 		return fail(x, "the agent of '%s' refuses: %s", x->other->spiffe_id, reason);
@@ -488,14 +430,14 @@ static int answerer_handshake(struct exchange *x)
 
 	x->ssl = SSL_new(x->e->server_ctx);
 	if (!x->ssl || SSL_set_fd(x->ssl, x->job->fd) != 1)
-		return fail(x, "no TLS connection: %s", ssl_error());
+		return fail(x, "no TLS connection: %s", tls_error());
 	SSL_set_app_data(x->ssl, x);
 	SSL_set_accept_state(x->ssl);
-	r = tls_do(x, TLS_HANDSHAKE, NULL, 0);
+	r = tls_do(x->ssl, TLS_HANDSHAKE, NULL, 0, x->deadline);
 	if (r < 0 && x->res.why[0])	/* choose_cert() said why */
 		return -EPROTO;
 	if (r < 0)
-		return fail(x, "TLS handshake: %s", io_error(r));
+		return fail(x, "TLS handshake: %s", tls_strerror(r));
 	x->res.resumed = SSL_session_reused(x->ssl);
 	return 0;
 }
@@ -508,17 +450,17 @@ static int answerer_read(struct exchange *x)
 	size_t len;
 	int r;
 
-	r = tls_io_all(x, TLS_READ, head, sizeof(head));
+	r = tls_io_all(x->ssl, TLS_READ, head, sizeof(head), x->deadline);
 	if (r)
-		return fail(x, "no request: %s", io_error(r));
+		return fail(x, "no request: %s", tls_strerror(r));
 	len = (size_t)head[4] << 8 | head[5];
 	if (memcmp(head, "FG", 2) || head[2] != PROTO_VERSION ||
 	    (head[3] != FG_DIR_EGRESS && head[3] != FG_DIR_INGRESS) || len == 0 ||
 	    len > SPIFFE_ID_MAX)
 		return fail(x, "not a request of protocol version %d", PROTO_VERSION);
-	r = tls_io_all(x, TLS_READ, id, (int)len);
+	r = tls_io_all(x->ssl, TLS_READ, id, (int)len, x->deadline);
 	if (r)
-		return fail(x, "incomplete request: %s", io_error(r));
+		return fail(x, "incomplete request: %s", tls_strerror(r));
 	id[len] = 0;
 	if (strcmp(id, x->self->spiffe_id))
 		return fail(x, "the request names '%s', the server name '%s'", id,
@@ -555,7 +497,7 @@ static void answerer_reply(struct exchange *x, bool ok)
 	reply[0] = ok ? STATUS_OK : STATUS_REFUSED;
 	reply[1] = (unsigned char)len;
 	memcpy(reply + 2, x->res.why, len);
-	tls_io_all(x, TLS_WRITE, reply, (int)(2 + len));
+	tls_io_all(x->ssl, TLS_WRITE, reply, (int)(2 + len), x->deadline);
 }
 
 void auth_run_answerer(struct auth_engine *e, struct auth_job *job)

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+/* TLS operations against a deadline (tls.h). */
+#include "tls.h"
+
+#include <errno.h>
+#include <poll.h>
+
+#include <openssl/err.h>
+
+#include "io.h"
+
+int tls_do(SSL *ssl, enum tls_op op, void *buf, int len, int64_t deadline)
+{
+	int n, err;
+
+	for (;;) {
+		ERR_clear_error();
+		if (op == TLS_HANDSHAKE)
+			n = SSL_do_handshake(ssl);
+		else if (op == TLS_READ)
+			n = SSL_read(ssl, buf, len);
+		else
+			n = SSL_write(ssl, buf, len);
+		if (n > 0)
+			return n;
+		err = SSL_get_error(ssl, n);
+		if (err == SSL_ERROR_ZERO_RETURN)
+			return -ECONNRESET;
+		if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+			return -ECONNABORTED;
+		err = io_wait(SSL_get_fd(ssl), err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+			      deadline);
+		if (err)
+			return err;
+	}
+}
+
+int tls_io_all(SSL *ssl, enum tls_op op, void *buf, int len, int64_t deadline)
+{
+	for (int done = 0, n; done < len; done += n) {
+		n = tls_do(ssl, op, (char *)buf + done, len - done, deadline);
+		if (n < 0)
+			return n;
+	}
+	return 0;
+}
+
+const char *tls_error(void)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *s = e ? ERR_reason_error_string(e) : NULL;
+
+	ERR_clear_error();
+	return s ? s : "connection closed";
+}
+
+const char *tls_strerror(int err)
+{
+	return err == -ETIMEDOUT ? "timed out" : tls_error();
+}
