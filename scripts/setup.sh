@@ -9,6 +9,7 @@ packages=(
 	libssl-dev libnl-3-dev libnl-route-3-dev
 	libjson-c-dev libyaml-dev libcurl4-openssl-dev
 	libcriterion-dev
+	etcd-server
 	iproute2 util-linux procps
 )
 

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A real etcd for tests: one member on loopback, on free ports, with its
+ * data directory in a temporary directory that fg_etcd_destroy() removes.
+ * The binary is $FG_ETCD, else /usr/bin/etcd (Debian's etcd-server).
+ */
+#ifndef FG_TEST_ETCD_H
+#define FG_TEST_ETCD_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+enum {
+	FG_ETCD_READY_MS = 20000,	/* the longest wait for /health */
+	FG_ETCD_STOP_MS = 5000,		/* SIGTERM, then SIGKILL after this */
+};
+
+struct fg_etcd {
+	pid_t pid;		/* 0 while stopped */
+	char dir[256];		/* the temporary directory: data/, etcd.log */
+	int client_port, peer_port;
+	char url[64];		/* http://127.0.0.1:client_port */
+};
+
+/* The etcd binary, or NULL (and a reason in why) when there is none. */
+const char *fg_etcd_binary(char *why, size_t why_len);
+
+/* Skips (or fails under CI=true) the test without an etcd binary. */
+void fg_etcd_require(void);
+
+/* A new etcd in a new temporary directory, ready to answer. 0 or -errno. */
+int fg_etcd_start(struct fg_etcd *e);
+
+/* Stops it (SIGTERM, SIGKILL after FG_ETCD_STOP_MS); keeps the data. */
+void fg_etcd_stop(struct fg_etcd *e);
+
+/* Starts it again on the same ports and data. 0 or -errno. */
+int fg_etcd_restart(struct fg_etcd *e);
+
+/* Stops it and removes its directory. */
+void fg_etcd_destroy(struct fg_etcd *e);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago, or -errno. */
+int fg_free_port(void);
+
+#endif /* FG_TEST_ETCD_H */
