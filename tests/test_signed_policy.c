@@ -190,6 +190,19 @@ Test(signed_policy, a_signed_policy_applies_and_enforces)
 	cr_expect_eq(allowed(SB_ECHO_PORT), 0, "v1 still in force");
 }
 
+Test(signed_policy, only_a_valid_document_is_signed)
+{
+	char path[PATH_MAX + 16];
+
+	snprintf(path, sizeof(path), "%s/empty.yaml", dir);
+	cr_assert_eq(sb_sh("printf 'version: 3\\nrules: []\\n' > %s", path), 0);
+	cr_expect_eq(ctl("policy sign %s --key %s/mesh.key", path, dir), 1, "%s", output);
+	cr_expect_not_null(strstr(output, "not signed: "), "%s", output);
+	cr_expect_not_null(strstr(output, "empty list"), "%s", output);
+	cr_expect_neq(sb_sh("test -e %s.sig", path), 0, "a signature was written");
+	cr_expect_eq(ctl("policy sign %s", path), 2, "no --key: %s", output);
+}
+
 Test(signed_policy, an_unsigned_policy_is_refused)
 {
 	const char *v2 = policy("v2", 2, SB_OTHER_PORT);

@@ -106,21 +106,21 @@ static void print_signed(const struct ctl *ctl, const char *file, size_t len, co
 static int read_policy(const char *file, char **text, size_t *len, __u64 *version)
 {
 	_cleanup_policy_doc_ struct policy_doc *doc = NULL;
+	_cleanup_free_ char *buf = NULL;
 	struct policy_error perr;
+	size_t n;
 	int r;
 
-	r = ctl_read_file(file, CONTROL_REQUEST_MAX, text, len);
+	r = ctl_read_file(file, CONTROL_REQUEST_MAX, &buf, &n);
 	if (r)
 		return r;
-	if (strlen(*text) != *len)
-		r = log_error_errno(-EINVAL, "policy file '%s' contains a NUL byte", file);
-	else if (policy_parse_buffer(file, *text, *len, &doc, &perr))
-		r = log_error_errno(-EINVAL, "not signed: %s", perr.msg);
-	if (r) {
-		free(*text);
-		return r;
-	}
+	if (strlen(buf) != n)
+		return log_error_errno(-EINVAL, "policy file '%s' contains a NUL byte", file);
+	if (policy_parse_buffer(file, buf, n, &doc, &perr))
+		return log_error_errno(-EINVAL, "not signed: %s", perr.msg);
 	*version = doc->version;
+	*len = n;
+	*text = take_ptr(buf);
 	return 0;
 }
 
@@ -131,8 +131,8 @@ int ctl_policy_sign(struct ctl *ctl, int argc, char **argv)
 	_cleanup_evp_pkey_ EVP_PKEY *key = NULL;
 	_cleanup_free_ char *text = NULL, *sig = NULL, *def = NULL;
 	char why[POLICY_SIG_WHY_MAX], fp[POLICY_KEY_FP_MAX];
-	__u64 version;
-	size_t len;
+	__u64 version = 0;
+	size_t len = 0;
 	int r;
 
 	r = ctl_positional("policy sign", argc, argv, names);
