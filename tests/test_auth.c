@@ -148,15 +148,23 @@ static int net_link(struct node *n, struct node *other, const char *other_net)
 
 static int net_setup(void)
 {
+	char old[32] = "0";
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_child_ehash_entries", "re");
 	int r;
 
-	/* own TCP hash tables for the namespaces, as ARCHITECTURE.md recommends */
+	if (f) {
+		if (!fgets(old, sizeof(old), f))
+			snprintf(old, sizeof(old), "0");
+		old[strcspn(old, "\n")] = 0;
+		fclose(f);
+	}
+	/* own TCP hash tables for the namespaces, as ARCHITECTURE.md recommends; put back */
 	if (sb_sh("sysctl -qw net.ipv4.tcp_child_ehash_entries=1024"))
 		return -EIO;
 	r = net_node(&A);
 	if (!r)
 		r = net_node(&B);
-	sb_sh("sysctl -qw net.ipv4.tcp_child_ehash_entries=0");
+	sb_sh("sysctl -qw net.ipv4.tcp_child_ehash_entries=%s", old);
 	if (r || sb_sh("ip link add n0 address 02:fa:00:00:00:01 netns %s type veth"
 		       " peer name n0 address 02:fa:00:00:00:02 netns %s", A.ns, B.ns))
 		return -EIO;
