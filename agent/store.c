@@ -482,6 +482,56 @@ int store_put(struct store *s, const char *key, const void *value, size_t len, i
 	return store_call(s, "/v3/kv/put", req, &resp);
 }
 
+/* {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": rev} */
+static struct json_object *store_compare_mod(const char *key, int64_t rev)
+{
+	struct json_object *c = json_object_new_object();
+
+	if (!c || json_add_b64(c, "key", key, strlen(key)) || json_add_str(c, "target", "MOD") ||
+	    json_add_str(c, "result", "EQUAL") || json_add_i64(c, "mod_revision", rev)) {
+		json_object_put(c);
+		return NULL;
+	}
+	return c;
+}
+
+int store_put_if(struct store *s, const char *key, const void *value, size_t len,
+		 int64_t mod_revision)
+{
+	_cleanup_json_ struct json_object *req = json_object_new_object();
+	_cleanup_json_ struct json_object *resp = NULL;
+	struct json_object *cmp = store_compare_mod(key, mod_revision);
+	struct json_object *put = json_object_new_object(), *op = json_object_new_object();
+	struct json_object *cmps = json_object_new_array(), *ops = json_object_new_array(), *ok;
+	int r = -ENOMEM;
+
+	if (req && cmp && put && op && cmps && ops && json_add_b64(put, "key", key, strlen(key)) == 0 &&
+	    json_add_b64(put, "value", value, len) == 0) {
+		json_object_array_add(cmps, take_ptr(cmp));
+		json_object_object_add(op, "request_put", take_ptr(put));
+		json_object_array_add(ops, take_ptr(op));
+		json_object_object_add(req, "compare", take_ptr(cmps));
+		json_object_object_add(req, "success", take_ptr(ops));
+		r = 0;
+	}
+	json_object_put(cmp);
+	json_object_put(put);
+	json_object_put(op);
+	json_object_put(cmps);
+	json_object_put(ops);
+	if (r < 0)
+		return r;
+	r = store_call(s, "/v3/kv/txn", req, &resp);
+	if (r < 0)
+		return r;
+	/* "succeeded" is omitted when false, its zero value */
+	if (!json_object_object_get_ex(resp, "succeeded", &ok))
+		return -ECANCELED;
+	if (!json_object_is_type(ok, json_type_boolean))
+		return -EBADMSG;
+	return json_object_get_boolean(ok) ? 0 : -ECANCELED;
+}
+
 /* A range request; the answer's kvs array and header revision. */
 static int store_range(struct store *s, struct json_object *req, struct json_object **resp,
 		       struct json_object **kvs, int64_t *revision)

@@ -60,6 +60,14 @@ const char *store_last_error(const struct store *s);
 /* lease_id 0: no lease. */
 int store_put(struct store *s, const char *key, const void *value, size_t len, int64_t lease_id);
 
+/*
+ * Puts key only if its mod_revision is still mod_revision (0: only if the
+ * key does not exist), in one transaction: 0 when written, -ECANCELED when
+ * the key had changed (nothing written).
+ */
+int store_put_if(struct store *s, const char *key, const void *value, size_t len,
+		 int64_t mod_revision);
+
 /* *value is the caller's to free(), NUL-terminated past len. -ENOENT. */
 int store_get(struct store *s, const char *key, void **value, size_t *len, int64_t *mod_revision);
 

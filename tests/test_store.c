@@ -178,6 +178,25 @@ Test(store, delete_and_delete_prefix)
 	free(val);
 }
 
+Test(store, put_if_writes_only_over_the_revision_it_saw)
+{
+	void *val;
+	size_t len;
+	int64_t rev, rev2;
+
+	cr_assert_eq(store_put_if(st, "/p", "v1", 2, 0), 0, "absent: written");
+	cr_expect_eq(store_put_if(st, "/p", "vX", 2, 0), -ECANCELED, "present now");
+	cr_assert_eq(store_get(st, "/p", &val, &len, &rev), 0);
+	cr_expect_str_eq(val, "v1");
+	free(val);
+	cr_assert_eq(store_put_if(st, "/p", "v2", 2, rev), 0, "at its revision: written");
+	cr_expect_eq(store_put_if(st, "/p", "v3", 2, rev), -ECANCELED, "a stale revision");
+	cr_assert_eq(store_get(st, "/p", &val, &len, &rev2), 0);
+	cr_expect_str_eq(val, "v2");
+	cr_expect_gt(rev2, rev);
+	free(val);
+}
+
 /* 0 once key is gone, -ETIMEDOUT after ms */
 static int wait_gone(const char *key, long ms)
 {
