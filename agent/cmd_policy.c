@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "commands.h"
 #include "datapath.h"
+#include "fed.h"
 #include "policy_compile.h"
 #include "policy_parse.h"
 #include "policy_sign.h"
@@ -158,26 +159,15 @@ static int policy_admit(struct agent *a, const char *text, const char *sig,
 	return 0;
 }
 
-COMMAND(cmd_policy_apply)
+int policy_apply_text(struct agent *a, const char *text, const char *source, const char *sig,
+		      bool dry_run, struct json_object *result, struct control_error *err)
 {
 	_cleanup_policy_doc_ struct policy_doc *doc = NULL;
 	struct json_object *next, *p;
-	struct agent *a = ctx;
-	const char *text, *source = NULL, *sig = NULL;
 	struct policy_error perr;
-	bool dry_run = false;
 	__u32 gen;
 	int r;
 
-	r = control_arg_string(args, "document", true, &text, err);
-	if (!r)
-		r = control_arg_string(args, "source", false, &source, err);
-	if (!r)
-		r = control_arg_bool(args, "dry_run", false, &dry_run, err);
-	if (!r)
-		r = control_arg_string(args, "signature", false, &sig, err);
-	if (r)
-		return r;
 	source = source ? source : "policy";
 	if (policy_parse_buffer(source, text, strlen(text), &doc, &perr))
 		return control_error_set(err, "invalid_argument", "%s", perr.msg);
@@ -206,6 +196,26 @@ COMMAND(cmd_policy_apply)
 	json_object_object_add(result, "generation", json_object_new_int64(gen));
 	json_object_object_add(result, "applied", json_object_new_boolean(true));
 	return 0;
+}
+
+COMMAND(cmd_policy_apply)
+{
+	const char *text, *source = NULL, *sig = NULL;
+	bool dry_run = false;
+	int r;
+
+	r = control_arg_string(args, "document", true, &text, err);
+	if (!r)
+		r = control_arg_string(args, "source", false, &source, err);
+	if (!r)
+		r = control_arg_bool(args, "dry_run", false, &dry_run, err);
+	if (!r)
+		r = control_arg_string(args, "signature", false, &sig, err);
+	if (!r)
+		r = policy_apply_text(ctx, text, source, sig, dry_run, result, err);
+	if (!r && !dry_run)
+		fed_policy_applied(ctx);	/* and on to the rest of the mesh */
+	return r;
 }
 
 COMMAND(cmd_policy_show)

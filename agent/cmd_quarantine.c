@@ -12,6 +12,7 @@
 #include "agent.h"
 #include "commands.h"
 #include "datapath.h"
+#include "fed.h"
 #include "log.h"
 #include "spiffe.h"
 #include "state.h"
@@ -43,7 +44,11 @@ static int number_target(struct json_object *next, const char *target, bool td,
 	return 0;
 }
 
-static struct json_object *record_new(bool td, const char *reason)
+/*
+ * A new record. With a mesh store it is the mesh's: origin "mesh", issued by
+ * this node, and not in the store yet (fed_sync.c marks it once it is).
+ */
+static struct json_object *record_new(struct agent *a, bool td, const char *reason)
 {
 	struct json_object *rec = json_object_new_object();
 
@@ -51,7 +56,37 @@ static struct json_object *record_new(bool td, const char *reason)
 								       : "identity"));
 	json_object_object_add(rec, "reason", json_object_new_string(reason ? reason : ""));
 	json_object_object_add(rec, "since", json_object_new_int64((int64_t)time(NULL)));
+	if (fed_active(a)) {
+		json_object_object_add(rec, "issuer", json_object_new_string(fed_node_name(a)));
+		json_object_object_add(rec, "origin", json_object_new_string("mesh"));
+		json_object_object_add(rec, "in_store", json_object_new_boolean(false));
+	}
 	return rec;
+}
+
+static const char *record_origin(struct agent *a, const char *target)
+{
+	struct json_object *rec, *o;
+
+	if (!json_object_object_get_ex(state_section(a->state, "quarantine"), target, &rec) ||
+	    !json_object_object_get_ex(rec, "origin", &o))
+		return NULL;
+	return json_object_get_string(o);
+}
+
+/* A record of the mesh in force here goes to the store, without what is local to it. */
+static void publish(struct agent *a, const char *target)
+{
+	const char *origin = record_origin(a, target);
+	struct json_object *rec;
+
+	if (!origin || strcmp(origin, "mesh") != 0)
+		return;
+	rec = state_copy(json_object_object_get(state_section(a->state, "quarantine"), target));
+	json_object_object_del(rec, "origin");
+	json_object_object_del(rec, "in_store");
+	fed_quarantine_changed(a, target, rec);
+	json_object_put(rec);
 }
 
 /*
@@ -60,19 +95,26 @@ static struct json_object *record_new(bool td, const char *reason)
  * fails, the maps go back and the command fails; destroyed sockets stay
  * destroyed.
  */
-static int quarantine_commit(struct agent *a, const char *target, bool td, const char *reason,
-			     unsigned int *destroyed, struct control_error *err)
+int quarantine_enforce(struct agent *a, const char *target, struct json_object *record,
+		       unsigned int *destroyed, struct control_error *err)
 {
 	struct json_object *next, *old;
+	struct spiffe_id sid;
 	int r;
 
+	*destroyed = 0;
 	next = state_copy(a->state);
-	if (!next)
+	if (!next) {
+		json_object_put(record);
 		return control_error_set(err, "internal", "out of memory");
+	}
 	/* already in force: keep its record, only the tear-down is repeated */
 	if (!json_object_object_get_ex(state_section(a->state, "quarantine"), target, &old))
-		state_put(next, "quarantine", target, record_new(td, reason));
-	r = number_target(next, target, td, err);
+		state_put(next, "quarantine", target, record);
+	else
+		json_object_put(record);
+	spiffe_parse(target, &sid, NULL, 0);
+	r = number_target(next, target, sid.path_len == 0, err);
 	if (r) {
 		json_object_put(next);
 		return r;
@@ -84,6 +126,19 @@ static int quarantine_commit(struct agent *a, const char *target, bool td, const
 	if (r)
 		log_warn_errno(r, "quarantine '%s': destroying its sockets", target);
 	return agent_persist(a, next, err);
+}
+
+int quarantine_lift(struct agent *a, const char *target, struct control_error *err)
+{
+	struct json_object *next, *old;
+
+	if (!json_object_object_get_ex(state_section(a->state, "quarantine"), target, &old))
+		return control_error_set(err, "not_found", "'%s' is not quarantined", target);
+	next = state_copy(a->state);
+	if (!next)
+		return control_error_set(err, "internal", "out of memory");
+	state_put(next, "quarantine", target, NULL);
+	return agent_commit(a, next, err);
 }
 
 COMMAND(cmd_quarantine_add)
@@ -107,9 +162,10 @@ COMMAND(cmd_quarantine_add)
 		return r;
 	spiffe_parse(target, &sid, NULL, 0);
 	td = sid.path_len == 0;
-	r = quarantine_commit(a, target, td, reason, &destroyed, err);
+	r = quarantine_enforce(a, target, record_new(a, td, reason), &destroyed, err);
 	if (r)
 		return r;
+	publish(a, target);
 	log_info("quarantine '%s' in force: %u sockets destroyed in %lld us", target, destroyed,
 		 elapsed_us(&start));
 	json_object_object_add(result, "target", json_object_new_string(target));
@@ -122,21 +178,26 @@ COMMAND(cmd_quarantine_add)
 
 COMMAND(cmd_quarantine_del)
 {
-	struct agent *a = ctx;
-	struct json_object *next, *old;
 	const char *target;
 	int r;
+
+	struct agent *a = ctx;
+	const char *origin;
+	bool mesh;
 
 	r = control_arg_string(args, "target", true, &target, err);
 	if (r)
 		return r;
-	if (!json_object_object_get_ex(state_section(a->state, "quarantine"), target, &old))
-		return control_error_set(err, "not_found", "'%s' is not quarantined", target);
-	next = state_copy(a->state);
-	if (!next)
-		return control_error_set(err, "internal", "out of memory");
-	state_put(next, "quarantine", target, NULL);
-	return agent_commit(a, next, err);
+	origin = record_origin(a, target);
+	if (origin && strncmp(origin, "td:", 3) == 0)
+		return control_error_set(err, CONTROL_E_PERMISSION_DENIED,
+					 "'%s' was quarantined by trust domain '%s', which alone "
+					 "can release it", target, origin + 3);
+	mesh = origin && strcmp(origin, "mesh") == 0;
+	r = quarantine_lift(a, target, err);
+	if (!r && mesh)
+		fed_quarantine_changed(a, target, NULL);
+	return r;
 }
 
 COMMAND(cmd_quarantine_list)

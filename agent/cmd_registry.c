@@ -292,19 +292,18 @@ COMMAND(cmd_workload_add)
 	return put_registration(a, "workloads", id, reg, result, err);
 }
 
-COMMAND(cmd_endpoint_add)
+int registry_endpoint_reg(struct json_object *state, const char *id, struct json_object *args,
+			  struct json_object **out, struct control_error *err)
 {
-	struct agent *a = ctx;
 	struct json_object *reg = json_object_new_object(), *v;
-	const char *id, *node = NULL;
+	const char *node = NULL;
 	__u8 addr[16];
-	int r;
+	int r = 0;
 
-	r = command_spiffe_id(args, "spiffe_id", &id, err);
-	if (!r && json_object_object_get_ex(state_section(a->state, "workloads"), id, &v))
+	if (json_object_object_get_ex(state_section(state, "workloads"), id, &v))
 		r = control_error_set(err, "exists", "'%s' is a local workload", id);
 	if (!r)
-		r = take_ips(a->state, args, id, false, true, reg, err);
+		r = take_ips(state, args, id, false, true, reg, err);
 	if (!r)
 		r = control_arg_string(args, "node", false, &node, err);
 	if (!r && node && addr_parse_node(node, addr))
@@ -318,6 +317,37 @@ COMMAND(cmd_endpoint_add)
 		json_object_put(reg);
 		return r;
 	}
+	*out = reg;
+	return 0;
+}
+
+/* An endpoint the mesh store or a federation link brought cannot be changed by hand. */
+static int not_managed(struct agent *a, const char *id, struct control_error *err)
+{
+	struct json_object *e, *origin;
+
+	if (!json_object_object_get_ex(state_section(a->state, "endpoints"), id, &e) ||
+	    !json_object_object_get_ex(e, "origin", &origin))
+		return 0;
+	return control_error_set(err, "exists",
+				 "endpoint '%s' comes from '%s' (docs/federation.md): it is not "
+				 "registered by hand here", id, json_object_get_string(origin));
+}
+
+COMMAND(cmd_endpoint_add)
+{
+	struct agent *a = ctx;
+	struct json_object *reg;
+	const char *id;
+	int r;
+
+	r = command_spiffe_id(args, "spiffe_id", &id, err);
+	if (!r)
+		r = not_managed(a, id, err);
+	if (!r)
+		r = registry_endpoint_reg(a->state, id, args, &reg, err);
+	if (r)
+		return r;
 	return put_registration(a, "endpoints", id, reg, result, err);
 }
 
@@ -347,7 +377,13 @@ COMMAND(cmd_workload_del)
 
 COMMAND(cmd_endpoint_del)
 {
-	return del_registration(ctx, "endpoints", "endpoint", args, err);
+	struct agent *a = ctx;
+	const char *id;
+	int r = control_arg_string(args, "spiffe_id", true, &id, err);
+
+	if (!r)
+		r = not_managed(a, id, err);
+	return r ? r : del_registration(a, "endpoints", "endpoint", args, err);
 }
 
 /* [{spiffe_id, identity, ...registration}] of one section. */

@@ -7,6 +7,8 @@
 #ifndef FEDGUARD_COMMANDS_H
 #define FEDGUARD_COMMANDS_H
 
+#include <stdbool.h>
+
 #include <json-c/json.h>
 #include <linux/types.h>
 
@@ -42,5 +44,34 @@ int command_spiffe_id(struct json_object *args, const char *name, const char **o
 /* Numbers the ID and its trust domain in @next (a state being changed). */
 int command_number_identity(struct json_object *next, const char *id, __u32 *num,
 			    struct control_error *err);
+
+/*
+ * The registration of endpoint id from args (ips, node, labels), validated
+ * against state as endpoint.add does: *out is a new object, or an error.
+ */
+int registry_endpoint_reg(struct json_object *state, const char *id, struct json_object *args,
+			  struct json_object **out, struct control_error *err);
+
+struct agent;
+
+/*
+ * Puts target (an identity, or spiffe://TD) under quarantine with record
+ * (taken), as quarantine.add does: maps first, then the sockets, then the
+ * state file. A target in force already keeps its record and only has its
+ * sockets destroyed again. *destroyed counts them.
+ */
+int quarantine_enforce(struct agent *a, const char *target, struct json_object *record,
+		       unsigned int *destroyed, struct control_error *err);
+
+/* Lifts the quarantine of target; not_found when there is none. */
+int quarantine_lift(struct agent *a, const char *target, struct control_error *err);
+
+/*
+ * Applies a policy document as policy.apply does: parsed, admitted (with a
+ * policy key: signature and a higher version), compiled, and swapped in one
+ * step unless dry_run. The entries added and removed go to result.
+ */
+int policy_apply_text(struct agent *a, const char *text, const char *source, const char *sig,
+		      bool dry_run, struct json_object *result, struct control_error *err);
 
 #endif /* FEDGUARD_COMMANDS_H */
