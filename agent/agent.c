@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "fed.h"
 #include "loader.h"
 #include "log.h"
 #include "observe.h"
@@ -51,6 +52,7 @@ int agent_persist(struct agent *a, struct json_object *next, struct control_erro
 	json_object_put(a->state);
 	a->state = next;
 	peerauth_state_changed(a);	/* SVIDs, and the pairs policy wants authenticated */
+	fed_state_changed(a);		/* this node's records in the mesh store */
 	a->state_gen++;
 	return 0;
 }
@@ -146,6 +148,7 @@ static int cmd_status(void *ctx, struct json_object *args, struct json_object *r
 	json_object_object_add(result, "quarantined",
 			       json_object_new_int(json_object_object_length(
 				       state_section(a->state, "quarantine"))));
+	fed_status(a, result);
 	return 0;
 }
 
@@ -163,6 +166,8 @@ const struct control_command agent_commands[] = {
 	{ "policy.apply", cmd_policy_apply, ARGS("document", "source", "dry_run", "signature") },
 	{ "policy.show", cmd_policy_show, NULL },
 	{ "policy.check", cmd_policy_check, ARGS("from", "to", "port", "protocol") },
+	{ "policy.status", cmd_policy_status, NULL },
+	{ "peer.list", cmd_peer_list, NULL },
 	{ "quarantine.add", cmd_quarantine_add, ARGS("target", "reason") },
 	{ "quarantine.del", cmd_quarantine_del, ARGS("target") },
 	{ "quarantine.list", cmd_quarantine_list, NULL },

@@ -18,6 +18,7 @@ struct events;
 struct loader;
 struct peerauth;
 struct observe;
+struct fed;
 
 struct agent {
 	const char *instance;
@@ -29,6 +30,8 @@ struct agent {
 	struct observe *observe;	/* flow records, flow log, metrics, alerts */
 	unsigned long state_gen;	/* bumped whenever state is replaced */
 	EVP_PKEY *policy_key;		/* --policy-key: policies must be signed by it; NULL: not checked */
+	struct fed *fed;		/* the mesh store (--store), or NULL */
+	char node_addr[64];		/* --node-address as given, or "" */
 	char state_dir[PATH_MAX];
 };
 

@@ -21,9 +21,11 @@
 #include "control.h"
 #include "datapath.h"
 #include "events.h"
+#include "fed.h"
 #include "loader.h"
 #include "log.h"
 #include "metrics_http.h"
+#include "mstore.h"
 #include "observe.h"
 #include "peerauth.h"
 #include "policy_map.h"
@@ -54,6 +56,8 @@ struct args {
 	char flow_log[PATH_MAX + 16]; /* default <state-dir>/flows.log */
 	bool events_burst_given;
 	const char *policy_key;	    /* --policy-key */
+	const char *node_addr;	    /* --node-address as given */
+	struct fed_opts fed;	    /* --store and what goes with it */
 };
 
 static void usage(FILE *out)
@@ -91,6 +95,10 @@ static void usage(FILE *out)
 		"  --svid-ttl SECONDS         lifetime of minted SVIDs (default %u)\n"
 		"  --auth-listen ADDR:PORT    mTLS listener; peers are asked on the same port\n"
 		"\n"
+		"The mesh (docs/federation.md; needs --trust-domain and --policy-key):\n"
+		"  --store etcd=URL[,URL...]  keep the mesh's shared state in etcd\n"
+		"  --store-lease-ttl SECONDS  lifetime of this node's records without it (default %u)\n"
+		"\n"
 		"Observability (docs/observability.md):\n"
 		"  --flow-log PATH            flow log, or \"none\" (default STATE-DIR/flows.log)\n"
 		"  --flow-log-max-bytes N     rotate the flow log at N bytes (default %llu)\n"
@@ -112,6 +120,7 @@ static void usage(FILE *out)
 		"  -h, --help                 this help\n"
 		"      --version              print the version\n",
 		LOADER_AUTH_SYN_RTO_MS_DEFAULT, POLICY_MAX_ENTRIES_DEFAULT, SVIDS_TTL_DEFAULT,
+		MSTORE_LEASE_TTL_DEFAULT,
 		(unsigned long long)FLOWLOG_MAX_BYTES_DEFAULT, FLOWLOG_KEEP_DEFAULT,
 		EVENTS_RATE_DEFAULT, ALERTS_DENY_THRESHOLD_DEFAULT, ALERTS_AUTH_FAILURES_DEFAULT,
 		ALERTS_WINDOW_S_DEFAULT);
@@ -162,6 +171,8 @@ enum {
 	OPT_ALERT_AUTH_FAILURES,
 	OPT_ALERT_WINDOW,
 	OPT_POLICY_KEY,
+	OPT_STORE,
+	OPT_STORE_LEASE_TTL,
 };
 
 static const struct option long_opts[] = {
@@ -197,6 +208,8 @@ static const struct option long_opts[] = {
 	{"alert-auth-failures", required_argument, NULL, OPT_ALERT_AUTH_FAILURES},
 	{"alert-window", required_argument, NULL, OPT_ALERT_WINDOW},
 	{"policy-key", required_argument, NULL, OPT_POLICY_KEY},
+	{"store", required_argument, NULL, OPT_STORE},
+	{"store-lease-ttl", required_argument, NULL, OPT_STORE_LEASE_TTL},
 	{},
 };
 
@@ -225,6 +238,12 @@ static int parse_auth_opt(int c, struct args *a)
 	case OPT_AUTH_LISTEN:
 		a->auth.listen = optarg;
 		return 0;
+	case OPT_STORE:
+		a->fed.store = optarg;
+		return 0;
+	case OPT_STORE_LEASE_TTL:
+		return parse_u32("--store-lease-ttl", optarg, MSTORE_LEASE_TTL_MIN, 3600,
+				 &a->fed.lease_ttl);
 	default:
 		return -EINVAL;
 	}
@@ -314,6 +333,7 @@ static int parse_opt(int c, struct args *a)
 			return -EINVAL;
 		}
 		a->have_node = true;
+		a->node_addr = optarg;
 		return 0;
 	case 'v':
 		a->level = a->level < FG_LOG_TRACE ? a->level + 1 : FG_LOG_TRACE;
@@ -351,7 +371,9 @@ static int check_args(const struct args *a, int argc, char **argv)
 			  a->obs.metrics_listen);
 		return -EINVAL;
 	}
-	return peerauth_opts_check(&a->auth, a->have_node);
+	if (peerauth_opts_check(&a->auth, a->have_node))
+		return -EINVAL;
+	return fed_opts_check(&a->fed, &a->auth, a->policy_key != NULL);
 }
 
 /* 0 to go on, ARGS_DONE after --help or --version, -EINVAL on a usage error. */
@@ -403,14 +425,16 @@ static int block_stop_signals(void)
 /* Serves the control socket and events until SIGTERM or SIGINT; returns the signal. */
 static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 {
-	struct pollfd p[6] = { { .fd = sig_fd, .events = POLLIN },
+	struct pollfd p[8] = { { .fd = sig_fd, .events = POLLIN },
 			       { .fd = srv->fd, .events = POLLIN },
 			       { .fd = events_fd(ag->events), .events = POLLIN } };
 	size_t n = 3 + peerauth_pollfds(ag, p + 3, 2);
 	size_t obs = n++;	/* observe_fd(), after peerauth's */
+	size_t fed = n;		/* the mesh's, after that */
 	struct signalfd_siginfo si;
 
 	p[obs] = (struct pollfd){ .fd = observe_fd(ag->observe), .events = POLLIN };
+	n += fed_pollfds(ag, p + fed, 2);
 	for (;;) {
 		if (poll(p, n, -1) < 0) {
 			if (errno == EINTR)
@@ -428,6 +452,7 @@ static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 		peerauth_dispatch(ag, p + 3, obs - 3);
 		if (p[obs].revents & POLLIN)
 			observe_dispatch(ag->observe);
+		fed_dispatch(ag, p + fed, n - fed);
 	}
 }
 
@@ -473,6 +498,8 @@ static int agent_start(struct args *a, struct loader *l, struct agent *ag)
 	int r;
 
 	*ag = (struct agent){ .instance = a->opts.instance, .loader = l };
+	if (a->node_addr)
+		snprintf(ag->node_addr, sizeof(ag->node_addr), "%s", a->node_addr);
 	if (a->state_dir)
 		snprintf(ag->state_dir, sizeof(ag->state_dir), "%s", a->state_dir);
 	else
@@ -490,7 +517,8 @@ static int agent_start(struct args *a, struct loader *l, struct agent *ag)
 		r = observe_begin(a, ag);
 	if (r)
 		return r;
-	return peerauth_start(ag, &a->auth);
+	r = peerauth_start(ag, &a->auth);
+	return r ? r : fed_start(ag, &a->fed);
 }
 
 static int control_start(const struct args *a, struct control_server *srv)
@@ -560,6 +588,7 @@ int main(int argc, char **argv)
 			 sig > 0 ? strsignal(sig) : "error", a.opts.instance);
 	}
 	control_close(&srv);
+	fed_stop(&ag);
 	peerauth_stop(&ag);
 	if (ag.loader)	/* agent_start() ran: the datapath handles are initialised */
 		datapath_close(&ag.dp);

@@ -3,6 +3,7 @@
 #include "peerauth.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -529,6 +530,21 @@ void peerauth_stop(struct agent *a)
 const char *peerauth_trust_domain(const struct agent *a)
 {
 	return a->auth ? a->auth->td : NULL;
+}
+
+const char *peerauth_node_id(const struct agent *a)
+{
+	return a->auth ? svids_node_id(a->auth->svids) : NULL;
+}
+
+int peerauth_bundle_sequence(const struct agent *a, const char *td, uint64_t *seq)
+{
+	const struct bundle *b = a->auth ? bundle_set_lookup(a->auth->bundles, td) : NULL;
+
+	if (!b || !b->has_sequence)
+		return -ENOENT;
+	*seq = b->sequence;
+	return 0;
 }
 
 void peerauth_state_changed(struct agent *a)

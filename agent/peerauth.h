@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include <linux/types.h>
@@ -56,6 +57,12 @@ void peerauth_stop(struct agent *a);
 
 /* The agent's own trust domain. */
 const char *peerauth_trust_domain(const struct agent *a);
+
+/* The node's own SPIFFE ID, spiffe://TD/fedguard/node/NAME; NULL without --trust-domain. */
+const char *peerauth_node_id(const struct agent *a);
+
+/* The spiffe_sequence of td's bundle in force: 0, or -ENOENT (no bundle, or none set). */
+int peerauth_bundle_sequence(const struct agent *a, const char *td, uint64_t *seq);
 
 /*
  * After a committed change of the state: SVIDs for the workloads, a new

@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The mesh store in the agent (fed.h): options, the mirror of the store,
+ * and what the agent publishes. How the mirror becomes local state is in
+ * fed_sync.c.
+ */
+#define _GNU_SOURCE
+#include "fed.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent.h"
+#include "fed_int.h"
+#include "log.h"
+#include "mstore.h"
+#include "peerauth.h"
+#include "spiffe.h"
+#include "state.h"
+
+enum {
+	EVENTS_BATCH = 256,
+};
+
+#define NODE_PREFIX "spiffe://"
+
+/* --- options ------------------------------------------------------------------------------ */
+
+int fed_opts_check(const struct fed_opts *o, const struct peerauth_opts *auth,
+		   bool have_policy_key)
+{
+	if (!o->store) {
+		if (o->lease_ttl) {
+			log_error("--store-lease-ttl needs --store");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strncmp(o->store, "etcd=", 5) != 0 || !o->store[5]) {
+		log_error("option --store: '%s' is not etcd=URL[,URL...]", o->store);
+		return -EINVAL;
+	}
+	if (!auth->trust_domain) {
+		log_error("--store needs --trust-domain: the mesh is the agents of one trust "
+			  "domain, and an agent is known by its node SVID");
+		return -EINVAL;
+	}
+	if (!have_policy_key) {
+		log_error("--store needs --policy-key: the agents of a mesh accept only policies "
+			  "signed by the mesh's policy key (docs/policy.md, \"Signed policies\")");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --- publishing --------------------------------------------------------------------------- */
+
+static const char *self_name(const char *node_id)
+{
+	const char *slash = strrchr(node_id, '/');
+
+	return slash ? slash + 1 : node_id;
+}
+
+int64_t fed_policy_version(struct agent *a)
+{
+	struct json_object *p, *v;
+
+	if (!json_object_object_get_ex(a->state, "policy", &p) ||
+	    !json_object_object_get_ex(p, "version", &v))
+		return 0;
+	return json_object_get_int64(v);
+}
+
+/* {"node": ADDR, "endpoints": [{spiffe_id, ips, labels}]}: the workloads of this node. */
+static struct json_object *endpoints_record(struct agent *a)
+{
+	struct json_object *rec = json_object_new_object(), *list = json_object_new_array();
+	struct fed *f = a->fed;
+
+	json_object_object_foreach(state_section(a->state, "workloads"), id, w)
+	{
+		struct json_object *ips, *labels, *ep;
+		struct spiffe_id sid;
+
+		if (spiffe_parse(id, &sid, NULL, 0) || !spiffe_in_trust_domain(&sid, f->td) ||
+		    !json_object_object_get_ex(w, "ips", &ips) ||
+		    json_object_array_length(ips) == 0)
+			continue;	/* not of this mesh, or unreachable from other nodes */
+		ep = json_object_new_object();
+		json_object_object_add(ep, "spiffe_id", json_object_new_string(id));
+		json_object_object_add(ep, "ips", json_object_get(ips));
+		if (json_object_object_get_ex(w, "labels", &labels))
+			json_object_object_add(ep, "labels", json_object_get(labels));
+		json_object_array_add(list, ep);
+	}
+	json_object_object_add(rec, "node", json_object_new_string(f->node_addr));
+	json_object_object_add(rec, "endpoints", list);
+	return rec;
+}
+
+static struct json_object *node_record(struct agent *a)
+{
+	struct json_object *rec = json_object_new_object();
+	struct fed *f = a->fed;
+	uint64_t seq = 0;
+
+	json_object_object_add(rec, "name", json_object_new_string(f->name));
+	json_object_object_add(rec, "spiffe_id", json_object_new_string(f->node_id));
+	json_object_object_add(rec, "address", json_object_new_string(f->node_addr));
+	json_object_object_add(rec, "policy_version", json_object_new_int64(fed_policy_version(a)));
+	if (peerauth_bundle_sequence(a, f->td, &seq) == 0)
+		json_object_object_add(rec, "bundle_sequence", json_object_new_int64((int64_t)seq));
+	json_object_object_add(rec, "started", json_object_new_int64((int64_t)f->started));
+	json_object_object_add(rec, "agent_version", json_object_new_string(FEDGUARD_VERSION));
+	return rec;
+}
+
+static void lease_put_json(struct fed *f, const char *key, struct json_object *val)
+{
+	int r = mstore_lease_put(f->ms, key,
+				 json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN));
+
+	if (r)
+		log_warn_errno(r, "mesh store: key '%s'", key);
+	json_object_put(val);
+}
+
+void fed_state_changed(struct agent *a)
+{
+	struct fed *f = a->fed;
+	char key[sizeof(f->name) + 16];
+
+	if (!f)
+		return;
+	snprintf(key, sizeof(key), "endpoints/%s", f->name);
+	lease_put_json(f, key, endpoints_record(a));
+	snprintf(key, sizeof(key), "nodes/%s", f->name);
+	lease_put_json(f, key, node_record(a));
+}
+
+bool fed_active(const struct agent *a)
+{
+	return a->fed != NULL;
+}
+
+const char *fed_node_name(const struct agent *a)
+{
+	return a->fed ? a->fed->name : NULL;
+}
+
+void fed_quarantine_changed(struct agent *a, const char *target, struct json_object *record)
+{
+	struct fed *f = a->fed;
+	char key[SPIFFE_ID_MAX + 32];
+	int r;
+
+	if (!f)
+		return;
+	snprintf(key, sizeof(key), "quarantine/%s", target);
+	if (record)
+		r = mstore_put(f->ms, key, json_object_to_json_string_ext(record,
+									  JSON_C_TO_STRING_PLAIN));
+	else
+		r = mstore_delete(f->ms, key);
+	if (r)
+		log_error_errno(r, "mesh store: quarantine of '%s' not queued for the store", target);
+}
+
+/* The policy in force as the store keeps it: {version, source, document, signature}. */
+static struct json_object *policy_record(struct agent *a)
+{
+	struct json_object *p;
+
+	if (!json_object_object_get_ex(a->state, "policy", &p) ||
+	    !json_object_object_get_ex(p, "signature", NULL))
+		return NULL;	/* only signed policies travel */
+	return json_object_get(p);
+}
+
+void fed_policy_publish(struct agent *a)
+{
+	struct json_object *rec = policy_record(a);
+	struct fed *f = a->fed;
+	int r;
+
+	if (!f || !rec)
+		return;
+	r = mstore_put_if(f->ms, "policy", json_object_to_json_string_ext(rec,
+									JSON_C_TO_STRING_PLAIN),
+			  f->policy_rev);
+	if (r)
+		log_error_errno(r, "mesh store: policy not queued for the store");
+	else
+		log_info("mesh store: policy version %lld goes to the store",
+			 (long long)fed_policy_version(a));
+	json_object_put(rec);
+}
+
+void fed_policy_applied(struct agent *a)
+{
+	fed_policy_publish(a);
+}
+
+/* --- the mirror ----------------------------------------------------------------------------- */
+
+static void mirror_put(struct json_object *m, const struct mstore_event *ev)
+{
+	struct json_object *e = json_object_new_object();
+
+	json_object_object_add(e, "v", json_object_new_string_len(ev->value, (int)ev->len));
+	json_object_object_add(e, "rev", json_object_new_int64(ev->mod_revision));
+	json_object_object_add(m, ev->key, e);
+}
+
+static void on_event(struct agent *a, struct mstore_event *ev)
+{
+	struct fed *f = a->fed;
+
+	switch (ev->type) {
+	case MSTORE_SNAPSHOT:
+		json_object_put(f->snap);
+		f->snap = json_object_new_object();
+		break;
+	case MSTORE_PUT:
+		mirror_put(f->snap ? f->snap : f->mirror, ev);
+		if (!f->snap && f->synced)
+			fed_sync_key(a, ev->key);
+		break;
+	case MSTORE_DELETE:
+		json_object_object_del(f->snap ? f->snap : f->mirror, ev->key);
+		if (!f->snap && f->synced)
+			fed_sync_key(a, ev->key);
+		break;
+	case MSTORE_SYNCED:
+		json_object_put(f->mirror);
+		f->mirror = f->snap ? f->snap : json_object_new_object();
+		f->snap = NULL;
+		if (!f->synced)
+			log_info("mesh store: in sync at revision %lld, %d keys",
+				 (long long)ev->mod_revision, json_object_object_length(f->mirror));
+		f->synced = true;
+		fed_sync_all(a);
+		break;
+	case MSTORE_REACHABLE:
+		log_info("mesh store: reachable");
+		break;
+	case MSTORE_UNREACHABLE:
+		log_warn("mesh store unreachable (%s): enforcing the last known state", ev->why);
+		break;
+	case MSTORE_REFUSED:
+		if (strcmp(ev->key, "policy") == 0)
+			log_info("mesh store: another agent wrote the policy first; taking the "
+				 "store's");
+		else
+			log_warn("mesh store: write of '%s' refused: %s", ev->key, ev->why);
+		break;
+	}
+}
+
+size_t fed_pollfds(struct agent *a, struct pollfd *p, size_t max)
+{
+	if (!a->fed || max < 1)
+		return 0;
+	p[0] = (struct pollfd){ .fd = mstore_fd(a->fed->ms), .events = POLLIN };
+	return 1;
+}
+
+void fed_dispatch(struct agent *a, const struct pollfd *p, size_t n)
+{
+	struct mstore_event ev[EVENTS_BATCH];
+	size_t got;
+
+	if (!a->fed || n < 1 || !(p[0].revents & POLLIN))
+		return;
+	got = mstore_collect(a->fed->ms, ev, EVENTS_BATCH);
+	for (size_t i = 0; i < got; i++) {
+		on_event(a, &ev[i]);
+		mstore_event_free(&ev[i]);
+	}
+}
+
+/* --- start and stop ----------------------------------------------------------------------- */
+
+int fed_start(struct agent *a, const struct fed_opts *o)
+{
+	struct mstore_config cfg = { .urls = o ? o->store + 5 : NULL, .lease_ttl = o ? o->lease_ttl : 0 };
+	const char *node_id = peerauth_node_id(a);
+	char prefix[SPIFFE_TRUST_DOMAIN_MAX + 16], why[MSTORE_WHY_MAX] = "";
+	struct fed *f;
+	int r;
+
+	if (!o || !o->store)
+		return 0;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	snprintf(f->td, sizeof(f->td), "%s", peerauth_trust_domain(a));
+	snprintf(f->node_id, sizeof(f->node_id), "%s", node_id);
+	snprintf(f->name, sizeof(f->name), "%s", self_name(node_id));
+	snprintf(f->node_addr, sizeof(f->node_addr), "%s", a->node_addr);
+	snprintf(f->urls, sizeof(f->urls), "%s", cfg.urls);
+	f->started = time(NULL);
+	f->mirror = json_object_new_object();
+	snprintf(prefix, sizeof(prefix), "/fedguard/%s/", f->td);
+	cfg.prefix = prefix;
+	r = mstore_start(&cfg, &f->ms, why, sizeof(why));
+	if (r) {
+		json_object_put(f->mirror);
+		free(f);
+		return log_error_errno(r, "mesh store: %s", why[0] ? why : "cannot start");
+	}
+	a->fed = f;
+	log_info("mesh store: agent '%s' of trust domain '%s' at %s, keys under %s", f->name,
+		 f->td, f->urls, prefix);
+	fed_state_changed(a);
+	return 0;
+}
+
+void fed_stop(struct agent *a)
+{
+	struct fed *f = a->fed;
+
+	if (!f)
+		return;
+	mstore_stop(f->ms);
+	json_object_put(f->mirror);
+	json_object_put(f->snap);
+	free(f);
+	a->fed = NULL;
+}
+
+/* --- status and views ------------------------------------------------------------------------ */
+
+void fed_status(struct agent *a, struct json_object *result)
+{
+	struct json_object *s = json_object_new_object();
+	struct mstore_status st;
+	struct fed *f = a->fed;
+
+	if (!f)
+		return;
+	mstore_status(f->ms, &st);
+	json_object_object_add(s, "urls", json_object_new_string(f->urls));
+	json_object_object_add(s, "node", json_object_new_string(f->name));
+	json_object_object_add(s, "reachable", json_object_new_boolean(st.reachable));
+	json_object_object_add(s, "since", json_object_new_int64((int64_t)st.since));
+	json_object_object_add(s, "synced", json_object_new_boolean(f->synced));
+	json_object_object_add(s, "revision", json_object_new_int64(st.revision));
+	json_object_object_add(s, "pending_writes", json_object_new_int(st.pending));
+	if (st.last_error[0])
+		json_object_object_add(s, "last_error", json_object_new_string(st.last_error));
+	if (!st.reachable)
+		json_object_object_add(s, "note", json_object_new_string(
+					       "enforcing the last known state"));
+	json_object_object_add(result, "store", s);
+}
+
+/* The record of node name in the mirror, parsed (to put), or NULL. */
+struct json_object *fed_mirror_json(struct fed *f, const char *key)
+{
+	struct json_object *e, *v;
+
+	if (!json_object_object_get_ex(f->mirror, key, &e) ||
+	    !json_object_object_get_ex(e, "v", &v))
+		return NULL;
+	return json_tokener_parse(json_object_get_string(v));
+}
+
+static struct json_object *peer_item(struct agent *a, const char *name, struct json_object *rec)
+{
+	struct json_object *item = json_object_new_object(), *v;
+	static const char *const copy[] = { "spiffe_id", "address", "policy_version",
+					    "bundle_sequence", "started", "agent_version" };
+
+	json_object_object_add(item, "node", json_object_new_string(name));
+	json_object_object_add(item, "trust_domain", json_object_new_string(a->fed->td));
+	for (size_t i = 0; i < sizeof(copy) / sizeof(copy[0]); i++)
+		if (rec && json_object_object_get_ex(rec, copy[i], &v))
+			json_object_object_add(item, copy[i], json_object_get(v));
+	json_object_object_add(item, "self", json_object_new_boolean(
+					     strcmp(name, a->fed->name) == 0));
+	/* registered: its leased record is in the store, so its agent was alive lately */
+	json_object_object_add(item, "state", json_object_new_string("registered"));
+	return item;
+}
+
+COMMAND(cmd_peer_list)
+{
+	struct agent *a = ctx;
+	struct json_object *list = json_object_new_array();
+
+	json_object_object_add(result, "peers", list);
+	if (!a->fed)
+		return 0;
+	json_object_object_foreach(a->fed->mirror, key, e)
+	{
+		struct json_object *rec;
+
+		(void)e;
+		if (strncmp(key, "nodes/", 6) != 0)
+			continue;
+		rec = fed_mirror_json(a->fed, key);
+		json_object_array_add(list, peer_item(a, key + 6, rec));
+		json_object_put(rec);
+	}
+	return 0;
+}
+
+COMMAND(cmd_policy_status)
+{
+	struct agent *a = ctx;
+	struct json_object *list = json_object_new_array(), *store;
+	int64_t mine = fed_policy_version(a), top = mine;
+	bool converged = true;
+
+	json_object_object_add(result, "version", json_object_new_int64(mine));
+	json_object_object_add(result, "agents", list);
+	if (!a->fed) {
+		json_object_object_add(result, "converged", json_object_new_boolean(true));
+		return 0;
+	}
+	store = fed_mirror_json(a->fed, "policy");
+	if (store) {
+		top = json_object_get_int64(json_object_object_get(store, "version"));
+		json_object_object_add(result, "store_version", json_object_new_int64(top));
+		json_object_put(store);
+	}
+	json_object_object_foreach(a->fed->mirror, key, e)
+	{
+		struct json_object *rec, *item;
+		int64_t v;
+
+		(void)e;
+		if (strncmp(key, "nodes/", 6) != 0)
+			continue;
+		rec = fed_mirror_json(a->fed, key);
+		v = rec ? json_object_get_int64(json_object_object_get(rec, "policy_version")) : 0;
+		item = json_object_new_object();
+		json_object_object_add(item, "node", json_object_new_string(key + 6));
+		json_object_object_add(item, "version", json_object_new_int64(v));
+		json_object_array_add(list, item);
+		converged = converged && v == top;
+		json_object_put(rec);
+	}
+	json_object_object_add(result, "converged", json_object_new_boolean(converged &&
+									    mine == top));
+	return 0;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The mesh: fedguardd with --store keeps the shared state of its trust
+ * domain's agents in etcd (mstore.h) under /fedguard/<TD>/ (docs/federation.md):
+ *
+ *   policy               the signed policy document in force in the mesh
+ *   quarantine/<target>  a quarantine record of the mesh
+ *   nodes/<name>         each agent's record (leased): address, versions
+ *   endpoints/<name>     each agent's workloads (leased): address -> SPIFFE ID
+ *
+ * The store's content is mirrored in memory and the local state document
+ * is derived from it: the endpoints of the other agents (origin
+ * "node:NAME"), the mesh's quarantines (origin "mesh") and the newest
+ * signed policy. A change made at this agent (quarantine, policy, its
+ * workloads) is applied here first and then written to the store, so the
+ * agent never waits for etcd and keeps enforcing the last state it knows
+ * while etcd is unreachable.
+ *
+ * Everything here runs on the agent's main thread.
+ */
+#ifndef FEDGUARD_FED_H
+#define FEDGUARD_FED_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "commands.h"
+
+struct agent;
+struct json_object;
+struct peerauth_opts;
+
+struct fed_opts {
+	const char *store;	/* --store etcd=URL[,URL...]; NULL: a standalone agent */
+	unsigned int lease_ttl;	/* --store-lease-ttl, seconds; 0: the default */
+};
+
+/*
+ * The options that belong together: --store needs --trust-domain (the node's
+ * identity and name) and --policy-key (a mesh accepts only signed policies).
+ * 0 or -EINVAL after logging the usage error.
+ */
+int fed_opts_check(const struct fed_opts *o, const struct peerauth_opts *auth,
+		   bool have_policy_key);
+
+/* Starts the mesh store client for a restored agent (a->fed); nothing without --store. */
+int fed_start(struct agent *a, const struct fed_opts *o);
+void fed_stop(struct agent *a);
+
+size_t fed_pollfds(struct agent *a, struct pollfd *p, size_t max);
+void fed_dispatch(struct agent *a, const struct pollfd *p, size_t n);
+
+/* After every committed change of the state: the node's records in the store. */
+void fed_state_changed(struct agent *a);
+
+/*
+ * Whether quarantine records made here belong to the mesh (a store is
+ * configured): then they carry origin "mesh" and go to the store.
+ */
+bool fed_active(const struct agent *a);
+
+/* This agent's name in the mesh (NAME of its node SVID), or NULL without a store. */
+const char *fed_node_name(const struct agent *a);
+
+/* A quarantine of the mesh, taken (record) or lifted (NULL) at this agent. */
+void fed_quarantine_changed(struct agent *a, const char *target, struct json_object *record);
+
+/* A policy applied at this agent: to the store for the rest of the mesh. */
+void fed_policy_applied(struct agent *a);
+
+/* "store": {...} of fedguardctl status. */
+void fed_status(struct agent *a, struct json_object *result);
+
+COMMAND(cmd_peer_list);
+COMMAND(cmd_policy_status);
+
+#endif /* FEDGUARD_FED_H */

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The local state brought to the mirror of the mesh store (fed.h): the
+ * newest signed policy, the mesh's quarantines, and the other agents'
+ * endpoints. Everything the store says is checked as if an operator had
+ * typed it: a record that does not parse, a policy that fails its
+ * signature or is older than the one in force, an endpoint of another
+ * trust domain or on an address someone else holds, is logged and left
+ * out, and nothing in force is weakened by it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <fedguard/abi.h>
+
+#include "addr.h"
+#include "agent.h"
+#include "commands.h"
+#include "fed_int.h"
+#include "log.h"
+#include "spiffe.h"
+#include "state.h"
+
+#define QUARANTINE_KEY "quarantine/"
+#define ENDPOINTS_KEY "endpoints/"
+#define REASON_MAX 256
+
+static bool starts(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static const char *string_of(struct json_object *o, const char *name)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* --- policy ---------------------------------------------------------------------------------- */
+
+static void sync_policy(struct agent *a)
+{
+	struct fed *f = a->fed;
+	struct json_object *rec, *e, *v, *result;
+	struct control_error err = {};
+	const char *doc, *sig;
+	int64_t version, mine = fed_policy_version(a);
+
+	f->policy_rev = json_object_object_get_ex(f->mirror, "policy", &e) &&
+				json_object_object_get_ex(e, "rev", &v)
+			? json_object_get_int64(v)
+			: 0;
+	rec = fed_mirror_json(f, "policy");
+	if (!rec) {
+		fed_policy_publish(a);	/* a new mesh, or an emptied store: ours, if signed */
+		return;
+	}
+	doc = string_of(rec, "document");
+	sig = string_of(rec, "signature");
+	version = json_object_object_get_ex(rec, "version", &v) ? json_object_get_int64(v) : 0;
+	if (!doc || !sig || version <= 0) {
+		log_warn("mesh store: key 'policy' is no signed policy record: ignored, version "
+			 "%lld stays in force", (long long)mine);
+	} else if (version > mine) {
+		result = json_object_new_object();
+		if (policy_apply_text(a, doc, string_of(rec, "source"), sig, false, result, &err))
+			log_error("mesh store: policy version %lld refused: %s; version %lld stays "
+				  "in force", (long long)version, err.message, (long long)mine);
+		else
+			log_info("mesh store: policy version %lld in force (was %lld)",
+				 (long long)version, (long long)mine);
+		json_object_put(result);
+	} else if (version < mine) {
+		log_warn("mesh store: the store holds policy version %lld, older than version "
+			 "%lld in force here: writing ours", (long long)version, (long long)mine);
+		fed_policy_publish(a);
+	}
+	json_object_put(rec);
+}
+
+/* --- quarantine -------------------------------------------------------------------------------- */
+
+/* A quarantine record of the store as local state keeps it, or NULL (and why). */
+static struct json_object *quarantine_record(const char *target, struct json_object *rec,
+					     char *why, size_t why_len)
+{
+	struct json_object *out, *v;
+	struct spiffe_id sid;
+	const char *kind = rec ? string_of(rec, "kind") : NULL, *reason;
+
+	if (spiffe_parse(target, &sid, why, why_len))
+		return NULL;
+	if (!kind || strcmp(kind, sid.path_len ? "identity" : "trust_domain")) {
+		snprintf(why, why_len, "no kind, or not the kind of '%s'", target);
+		return NULL;
+	}
+	reason = string_of(rec, "reason");
+	if (reason && strlen(reason) > REASON_MAX) {
+		snprintf(why, why_len, "a reason longer than %d bytes", REASON_MAX);
+		return NULL;
+	}
+	out = json_object_new_object();
+	json_object_object_add(out, "kind", json_object_new_string(kind));
+	json_object_object_add(out, "reason", json_object_new_string(reason ? reason : ""));
+	json_object_object_add(out, "since", json_object_new_int64(
+					     json_object_object_get_ex(rec, "since", &v)
+						     ? json_object_get_int64(v) : 0));
+	if (string_of(rec, "issuer"))
+		json_object_object_add(out, "issuer",
+				       json_object_new_string(string_of(rec, "issuer")));
+	json_object_object_add(out, "origin", json_object_new_string("mesh"));
+	json_object_object_add(out, "in_store", json_object_new_boolean(true));
+	return out;
+}
+
+static bool in_mirror(struct fed *f, const char *target)
+{
+	char key[SPIFFE_ID_MAX + 32];
+
+	snprintf(key, sizeof(key), QUARANTINE_KEY "%s", target);
+	return json_object_object_get_ex(f->mirror, key, NULL);
+}
+
+static bool mesh_record(struct json_object *rec, bool *in_store)
+{
+	const char *origin = string_of(rec, "origin");
+	struct json_object *v;
+
+	*in_store = json_object_object_get_ex(rec, "in_store", &v) && json_object_get_boolean(v);
+	return origin && strcmp(origin, "mesh") == 0;
+}
+
+static void enforce(struct agent *a, const char *target)
+{
+	char key[SPIFFE_ID_MAX + 32], why[256];
+	struct control_error err = {};
+	struct json_object *rec, *local;
+	unsigned int destroyed = 0;
+
+	snprintf(key, sizeof(key), QUARANTINE_KEY "%s", target);
+	rec = fed_mirror_json(a->fed, key);
+	local = quarantine_record(target, rec, why, sizeof(why));
+	json_object_put(rec);
+	if (!local) {
+		log_warn("mesh store: quarantine record of '%s' ignored: %s", target, why);
+		return;
+	}
+	if (quarantine_enforce(a, target, local, &destroyed, &err))
+		log_error("mesh store: quarantine of '%s' not in force: %s", target, err.message);
+	else
+		log_info("mesh store: quarantine '%s' in force: %u sockets destroyed", target,
+			 destroyed);
+}
+
+static void lift(struct agent *a, const char *target)
+{
+	struct control_error err = {};
+
+	if (quarantine_lift(a, target, &err))
+		log_error("mesh store: release of '%s' failed: %s", target, err.message);
+	else
+		log_info("mesh store: quarantine of '%s' lifted", target);
+}
+
+/* Marks the mesh's records the store holds as stored; 0 or the commit's error. */
+static int mark_stored(struct agent *a)
+{
+	struct json_object *next = NULL;
+	struct control_error err = {};
+
+	json_object_object_foreach(state_section(a->state, "quarantine"), target, rec)
+	{
+		bool stored;
+
+		if (!mesh_record(rec, &stored) || stored || !in_mirror(a->fed, target))
+			continue;
+		if (!next)
+			next = state_copy(a->state);
+		json_object_object_add(json_object_object_get(state_section(next, "quarantine"),
+							      target),
+				       "in_store", json_object_new_boolean(true));
+	}
+	return next ? agent_commit(a, next, &err) : 0;
+}
+
+/*
+ * A record of the mesh that the store no longer holds was lifted by some
+ * agent, if the store had it; one it never had was taken while the store
+ * was away, and goes to it now.
+ */
+static void sync_quarantine_all(struct agent *a)
+{
+	struct json_object *lifted = json_object_new_array(), *held = json_object_new_array();
+
+	mark_stored(a);
+	json_object_object_foreach(state_section(a->state, "quarantine"), target, rec)
+	{
+		bool stored;
+
+		if (!mesh_record(rec, &stored) || in_mirror(a->fed, target))
+			continue;
+		if (stored)
+			json_object_array_add(lifted, json_object_new_string(target));
+		else
+			json_object_array_add(held, json_object_new_string(target));
+	}
+	for (size_t i = 0; i < json_object_array_length(held); i++) {
+		const char *t = json_object_get_string(json_object_array_get_idx(held, i));
+		struct json_object *copy = state_copy(json_object_object_get(
+			state_section(a->state, "quarantine"), t));
+
+		json_object_object_del(copy, "origin");
+		json_object_object_del(copy, "in_store");
+		fed_quarantine_changed(a, t, copy);
+		json_object_put(copy);
+	}
+	for (size_t i = 0; i < json_object_array_length(lifted); i++)
+		lift(a, json_object_get_string(json_object_array_get_idx(lifted, i)));
+	json_object_object_foreach(a->fed->mirror, key, e)
+	{
+		(void)e;
+		if (starts(key, QUARANTINE_KEY) &&
+		    !json_object_object_get_ex(state_section(a->state, "quarantine"),
+					       key + strlen(QUARANTINE_KEY), NULL))
+			enforce(a, key + strlen(QUARANTINE_KEY));
+	}
+	json_object_put(lifted);
+	json_object_put(held);
+}
+
+static void sync_quarantine_one(struct agent *a, const char *target)
+{
+	struct json_object *local;
+	bool stored;
+
+	if (!json_object_object_get_ex(state_section(a->state, "quarantine"), target, &local)) {
+		if (in_mirror(a->fed, target))
+			enforce(a, target);
+		return;
+	}
+	if (!mesh_record(local, &stored))
+		return;		/* a local or foreign record: not the store's to change */
+	if (in_mirror(a->fed, target))
+		mark_stored(a);
+	else if (stored)
+		lift(a, target);
+}
+
+/* --- endpoints --------------------------------------------------------------------------------- */
+
+static bool host_address(const char *s)
+{
+	struct fg_ipcache_key k;
+
+	return addr_parse_prefix(s, &k) == 0 &&
+	       k.prefixlen == FG_IPCACHE_PREFIX_BASE + (k.family == FG_AF_INET ? 32 : 128);
+}
+
+/* One published endpoint into next, checked as endpoint.add checks it; false if refused. */
+static bool take_endpoint(struct agent *a, struct json_object *next, const char *node,
+			  const char *addr, struct json_object *ep)
+{
+	struct json_object *args = json_object_new_object(), *ips, *labels, *reg;
+	struct control_error err = {};
+	const char *id = string_of(ep, "spiffe_id");
+	struct spiffe_id sid;
+	char why[256] = "";
+	__u32 num;
+	bool ok = false;
+
+	if (!id || spiffe_parse(id, &sid, why, sizeof(why)))
+		snprintf(err.message, sizeof(err.message), "not a SPIFFE ID: %s", why);
+	else if (!spiffe_in_trust_domain(&sid, a->fed->td))
+		snprintf(err.message, sizeof(err.message), "not of trust domain '%s'", a->fed->td);
+	else if (json_object_object_get_ex(state_section(next, "endpoints"), id, NULL))
+		snprintf(err.message, sizeof(err.message), "registered already");
+	else if (!json_object_object_get_ex(ep, "ips", &ips) ||
+		 !json_object_is_type(ips, json_type_array))
+		snprintf(err.message, sizeof(err.message), "no addresses");
+	else
+		ok = true;
+	for (size_t i = 0; ok && i < json_object_array_length(ips); i++)
+		if (!host_address(json_object_get_string(json_object_array_get_idx(ips, i)))) {
+			snprintf(err.message, sizeof(err.message), "'%s' is no host address",
+				 json_object_get_string(json_object_array_get_idx(ips, i)));
+			ok = false;
+		}
+	if (ok) {
+		json_object_object_add(args, "ips", json_object_get(ips));
+		json_object_object_add(args, "node", json_object_new_string(addr));
+		if (json_object_object_get_ex(ep, "labels", &labels))
+			json_object_object_add(args, "labels", json_object_get(labels));
+		ok = registry_endpoint_reg(next, id, args, &reg, &err) == 0;
+	}
+	if (ok) {
+		char origin[300];
+
+		snprintf(origin, sizeof(origin), "node:%s", node);
+		json_object_object_add(reg, "origin", json_object_new_string(origin));
+		state_put(next, "endpoints", id, reg);
+		ok = command_number_identity(next, id, &num, &err) == 0;
+	}
+	if (!ok)
+		log_warn("mesh store: endpoint '%s' of node '%s' ignored: %s", id ? id : "?", node,
+			 err.message);
+	json_object_put(args);
+	return ok;
+}
+
+/* The endpoints of node (from key endpoints/NODE) into next. */
+static void take_node(struct agent *a, struct json_object *next, const char *key)
+{
+	const char *node = key + strlen(ENDPOINTS_KEY), *addr;
+	struct json_object *rec = fed_mirror_json(a->fed, key), *list;
+	__u8 bin[16];
+
+	addr = rec ? string_of(rec, "node") : NULL;
+	if (!addr || addr_parse_node(addr, bin) ||
+	    !json_object_object_get_ex(rec, "endpoints", &list) ||
+	    !json_object_is_type(list, json_type_array)) {
+		log_warn("mesh store: key '%s' is no endpoints record: ignored", key);
+		json_object_put(rec);
+		return;
+	}
+	for (size_t i = 0; i < json_object_array_length(list); i++)
+		take_endpoint(a, next, node, addr, json_object_array_get_idx(list, i));
+	json_object_put(rec);
+}
+
+/* Every endpoint the other agents publish, instead of those they published before. */
+static void sync_endpoints(struct agent *a)
+{
+	struct json_object *next = state_copy(a->state), *eps;
+	struct control_error err = {};
+	char own[300];
+
+	if (!next)
+		return;
+	eps = state_section(next, "endpoints");
+	json_object_object_foreach(state_section(a->state, "endpoints"), id, e)
+	{
+		const char *origin = string_of(e, "origin");
+
+		if (origin && starts(origin, "node:"))
+			json_object_object_del(eps, id);
+	}
+	snprintf(own, sizeof(own), ENDPOINTS_KEY "%s", a->fed->name);
+	json_object_object_foreach(a->fed->mirror, key, v)
+	{
+		(void)v;
+		if (starts(key, ENDPOINTS_KEY) && strcmp(key, own) != 0)
+			take_node(a, next, key);
+	}
+	if (json_object_equal(state_section(next, "endpoints"),
+			      state_section(a->state, "endpoints"))) {
+		json_object_put(next);
+		return;
+	}
+	if (agent_commit(a, next, &err))
+		log_error("mesh store: the mesh's endpoints are not in force: %s", err.message);
+	else
+		log_info("mesh store: %d endpoints in force",
+			 json_object_object_length(state_section(a->state, "endpoints")));
+}
+
+/* --- dispatch ---------------------------------------------------------------------------------- */
+
+void fed_sync_all(struct agent *a)
+{
+	sync_policy(a);
+	sync_quarantine_all(a);
+	sync_endpoints(a);
+}
+
+void fed_sync_key(struct agent *a, const char *key)
+{
+	if (strcmp(key, "policy") == 0)
+		sync_policy(a);
+	else if (starts(key, QUARANTINE_KEY))
+		sync_quarantine_one(a, key + strlen(QUARANTINE_KEY));
+	else if (starts(key, ENDPOINTS_KEY))
+		sync_endpoints(a);
+}
