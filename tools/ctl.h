@@ -88,6 +88,10 @@ extern const struct ctl_cmd ctl_quarantine_verbs[];
 extern const struct ctl_cmd ctl_sockets_verbs[];
 extern const struct ctl_cmd ctl_auth_verbs[];
 extern const struct ctl_cmd ctl_bundle_verbs[];
+extern const struct ctl_cmd ctl_peer_verbs[];
+
+/* policy status: which version every agent of the mesh enforces (tools/ctl_mesh.c). */
+int ctl_policy_status(struct ctl *ctl, int argc, char **argv);
 
 /* fedguardctl observe and alerts: flow records and alerts, kept or followed. */
 int ctl_observe(struct ctl *ctl, int argc, char **argv);

@@ -19,26 +19,6 @@
 #include "log.h"
 
 /* Runs a command without arguments and prints its result as JSON or by print(). */
-static int run_simple(struct ctl *ctl, const char *cmd, const char *command, int argc, char **argv,
-		      void (*print)(struct json_object *result))
-{
-	static const char *const none[] = {NULL};
-	_cleanup_json_ struct json_object *result = NULL;
-	int r;
-
-	r = ctl_positional(cmd, argc, argv, none);
-	if (r)
-		return r;
-	r = ctl_request(ctl, command, NULL, &result);
-	if (r)
-		return r;
-	if (ctl->json)
-		ctl_print_json(result);
-	else
-		print(result);
-	return 0;
-}
-
 /* --- sockets ---------------------------------------------------------------------------------- */
 
 static void print_sockets(struct json_object *result)
@@ -69,7 +49,7 @@ static void print_sockets(struct json_object *result)
 
 static int sockets_list(struct ctl *ctl, int argc, char **argv)
 {
-	return run_simple(ctl, "sockets list", "sockets.list", argc, argv, print_sockets);
+	return ctl_run_simple(ctl, "sockets list", "sockets.list", argc, argv, print_sockets);
 }
 
 /* --- auth ------------------------------------------------------------------------------------- */
@@ -102,7 +82,7 @@ static void print_auth(struct json_object *result)
 
 static int auth_list(struct ctl *ctl, int argc, char **argv)
 {
-	return run_simple(ctl, "auth list", "auth.list", argc, argv, print_auth);
+	return ctl_run_simple(ctl, "auth list", "auth.list", argc, argv, print_auth);
 }
 
 static void print_flushed(struct json_object *result)
@@ -113,7 +93,7 @@ static void print_flushed(struct json_object *result)
 
 static int auth_flush(struct ctl *ctl, int argc, char **argv)
 {
-	return run_simple(ctl, "auth flush", "auth.flush", argc, argv, print_flushed);
+	return ctl_run_simple(ctl, "auth flush", "auth.flush", argc, argv, print_flushed);
 }
 
 /* --- bundle ------------------------------------------------------------------------------------ */
@@ -228,7 +208,7 @@ static void print_bundles(struct json_object *result)
 
 static int bundle_list(struct ctl *ctl, int argc, char **argv)
 {
-	return run_simple(ctl, "bundle list", "bundle.list", argc, argv, print_bundles);
+	return ctl_run_simple(ctl, "bundle list", "bundle.list", argc, argv, print_bundles);
 }
 
 /* --- tables ------------------------------------------------------------------------------------- */

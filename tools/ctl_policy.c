@@ -237,6 +237,12 @@ const struct ctl_cmd ctl_policy_verbs[] = {
 			"  --signature SIG     the signature to send (default: FILE.sig when it exists)\n",
 	},
 	{
+		.name = "status",
+		.args = "",
+		.help = "which policy version each agent of the mesh enforces",
+		.run = ctl_policy_status,
+	},
+	{
 		.name = "sign",
 		.args = "FILE --key KEY [--out SIG]",
 		.help = "sign the policy document FILE with the mesh's policy key (no agent needed)",

@@ -93,7 +93,7 @@ static int quarantine_list(struct ctl *ctl, int argc, char **argv)
 	static const char *const none[] = {NULL};
 	_cleanup_json_ struct json_object *result = NULL, *rows = NULL;
 	struct json_object *list, *rec;
-	char target[512], kind[32], since[64], reason[512];
+	char target[512], kind[32], since[64], reason[512], origin[300];
 	size_t i;
 	int r;
 
@@ -113,12 +113,22 @@ static int quarantine_list(struct ctl *ctl, int argc, char **argv)
 		return 0;
 	}
 	rows = json_object_new_array();
-	ctl_table_row(rows, 4, "TARGET", "KIND", "SINCE", "REASON");
+	ctl_table_row(rows, 5, "TARGET", "KIND", "SINCE", "ORIGIN", "REASON");
 	for (i = 0; i < ctl_jlen(list); i++) {
 		rec = json_object_array_get_idx(list, i);
-		ctl_table_row(rows, 4, ctl_jfield(rec, "target", target, sizeof(target)),
+		/* this node's own, the mesh's (with the node that issued it), or a trust domain's */
+		if (ctl_jget(rec, "issuer"))
+			snprintf(origin, sizeof(origin), "%s (%s)",
+				 json_object_get_string(ctl_jget(rec, "origin")),
+				 json_object_get_string(ctl_jget(rec, "issuer")));
+		else
+			snprintf(origin, sizeof(origin), "%s",
+				 ctl_jget(rec, "origin") ? json_object_get_string(
+								   ctl_jget(rec, "origin"))
+							 : "local");
+		ctl_table_row(rows, 5, ctl_jfield(rec, "target", target, sizeof(target)),
 			      ctl_jfield(rec, "kind", kind, sizeof(kind)),
-			      since_text(rec, since, sizeof(since)),
+			      since_text(rec, since, sizeof(since)), origin,
 			      ctl_jfield(rec, "reason", reason, sizeof(reason)));
 	}
 	ctl_table_print(rows);

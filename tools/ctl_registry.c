@@ -167,10 +167,10 @@ static int endpoint_del(struct ctl *ctl, int argc, char **argv)
 
 static int endpoint_list(struct ctl *ctl, int argc, char **argv)
 {
-	static const char *const columns[] = {"spiffe_id", "identity", "ips",
-					      "node",	   "labels",   NULL};
-	static const char *const header[] = {"SPIFFE ID", "IDENTITY", "IPS",
-					     "NODE",	  "LABELS",   NULL};
+	static const char *const columns[] = {"spiffe_id", "identity", "ips", "node",
+					      "labels", "origin", NULL};
+	static const char *const header[] = {"SPIFFE ID", "IDENTITY", "IPS", "NODE",
+					     "LABELS", "ORIGIN", NULL};
 
 	return registry_list(ctl, "endpoint", "endpoints", columns, header, argc, argv);
 }

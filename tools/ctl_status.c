@@ -475,6 +475,22 @@ static void print_policy(json_object *p)
 	       json_object_get_boolean(ctl_jget(p, "pin_current")) ? "" : ", pin outdated");
 }
 
+/* The mesh store as the agent sees it; nothing for a standalone agent. */
+static void print_store(json_object *s)
+{
+	if (!s)
+		return;
+	if (json_object_get_boolean(ctl_jget(s, "reachable")))
+		printf("mesh store: %s, reachable, %s at revision %llu, %llu writes pending, node "
+		       "'%s'\n", jstr(s, "urls"),
+		       json_object_get_boolean(ctl_jget(s, "synced")) ? "in sync" : "not read yet",
+		       ju64(s, "revision"), ju64(s, "pending_writes"), jstr(s, "node"));
+	else
+		printf("mesh store: %s, UNREACHABLE since %s (%s): enforcing the last known "
+		       "state, %llu writes pending\n", jstr(s, "urls"), jstr(s, "since"),
+		       jstr(s, "last_error"), ju64(s, "pending_writes"));
+}
+
 static void print_agent(json_object *root)
 {
 	json_object *a = ctl_jget(root, "agent");
@@ -486,6 +502,7 @@ static void print_agent(json_object *root)
 	}
 	printf("agent: %s, %llu workloads, %llu endpoints, %llu quarantined\n", jstr(a, "socket"),
 	       ju64(root, "workloads"), ju64(root, "endpoints"), ju64(root, "quarantined"));
+	print_store(ctl_jget(a, "store"));
 }
 
 static void print_counters(json_object *c)

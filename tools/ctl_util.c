@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "cleanup.h"
+#include "ctl_client.h"
 #include "ctl_util.h"
 #include "log.h"
 
@@ -261,4 +262,24 @@ void ctl_table_print(struct json_object *rows)
 				printf("%s\n", cell);
 		}
 	}
+}
+
+int ctl_run_simple(struct ctl *ctl, const char *cmd, const char *command, int argc, char **argv,
+		      void (*print)(struct json_object *result))
+{
+	static const char *const none[] = {NULL};
+	_cleanup_json_ struct json_object *result = NULL;
+	int r;
+
+	r = ctl_positional(cmd, argc, argv, none);
+	if (r)
+		return r;
+	r = ctl_request(ctl, command, NULL, &result);
+	if (r)
+		return r;
+	if (ctl->json)
+		ctl_print_json(result);
+	else
+		print(result);
+	return 0;
 }

@@ -76,6 +76,13 @@ void ctl_print_json(struct json_object *v);
  * one is not padded.
  */
 void ctl_table_row(struct json_object *rows, size_t ncol, ...);
+
+/*
+ * A command without arguments: sends command, then prints its result as
+ * JSON (-j) or with print. 0, CTL_USAGE or -errno.
+ */
+int ctl_run_simple(struct ctl *ctl, const char *cmd, const char *command, int argc, char **argv,
+		   void (*print)(struct json_object *result));
 void ctl_table_print(struct json_object *rows);
 
 #endif /* FEDGUARD_CTL_UTIL_H */

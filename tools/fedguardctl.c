@@ -66,6 +66,12 @@ static const struct ctl_cmd commands[] = {
 		.verbs = ctl_bundle_verbs,
 	},
 	{
+		.name = "peer",
+		.args = "VERB",
+		.help = "the other agents of the mesh and of federated meshes: list",
+		.verbs = ctl_peer_verbs,
+	},
+	{
 		.name = "observe",
 		.args = "[--follow] [--last N] [--since TIME] [FILTER...]",
 		.help = "show the flows the datapath reports: drops, quarantine hits, allows",
