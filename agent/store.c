@@ -300,7 +300,28 @@ static int store_post(struct store *s, const char *url, const char *path, const 
 	return 0;
 }
 
-/* The gateway's {"error": ..., "code": ...} as -EIO with its message kept. */
+/*
+ * gRPC status codes of answers that say "not now" rather than "no": the
+ * request may succeed when tried again (an etcd starting, stopping or
+ * without a leader).
+ */
+enum {
+	GRPC_CANCELLED = 1,
+	GRPC_DEADLINE_EXCEEDED = 4,
+	GRPC_ABORTED = 10,
+	GRPC_UNAVAILABLE = 14,
+};
+
+static bool store_transient(long status, int64_t code)
+{
+	return status >= 500 || code == GRPC_CANCELLED || code == GRPC_DEADLINE_EXCEEDED ||
+	       code == GRPC_ABORTED || code == GRPC_UNAVAILABLE;
+}
+
+/*
+ * The gateway's {"error": ..., "code": ...} with its message kept: -EAGAIN
+ * when it may pass when tried again, -EIO otherwise.
+ */
 static int store_gateway_error(struct store *s, const char *path, long status,
 			       struct json_object *doc)
 {
@@ -318,7 +339,7 @@ static int store_gateway_error(struct store *s, const char *path, long status,
 							       : "no message",
 		 status, (long long)code);
 	log_debug("store '%s%s': error answer: %s", s->urls[s->cur], path, s->err);
-	return -EIO;
+	return store_transient(status, code) ? -EAGAIN : -EIO;
 }
 
 /*
@@ -360,7 +381,7 @@ static int store_call(struct store *s, const char *path, struct json_object *req
 		snprintf(s->err, sizeof(s->err), "HTTP %ld: %s", status,
 			 r < 0 ? why : "not a JSON object");
 		log_debug("store '%s%s': bad answer: %s", s->urls[s->cur], path, s->err);
-		return status == 200 ? -EBADMSG : -EIO;
+		return status == 200 ? -EBADMSG : status >= 500 ? -EAGAIN : -EIO;
 	}
 	if (status != 200 || json_object_object_get_ex(doc, "error", NULL))
 		return store_gateway_error(s, path, status, doc);

@@ -12,7 +12,9 @@
  *
  * Errors: -ECONNREFUSED or -ETIMEDOUT (and other connection errnos) when no
  * URL answered; -EIO for an error answer of the gateway, whose message
- * store_last_error() returns; -EBADMSG for an answer that is not the JSON
+ * store_last_error() returns, or -EAGAIN when that answer says the request
+ * may pass later (HTTP 5xx, gRPC unavailable, deadline exceeded, aborted,
+ * cancelled: an etcd starting, stopping or without a leader); -EBADMSG for an answer that is not the JSON
  * expected; -ENOENT for a missing key or an expired lease. Details go to
  * the debug log only. Output parameters are written only on success.
  */

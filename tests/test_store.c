@@ -374,7 +374,7 @@ static size_t discard(char *p, size_t size, size_t n, void *ctx)
 /* Compacts etcd's history up to rev with the gateway, as an operator would. */
 static void compact(int64_t rev)
 {
-	char url[96], body[64];
+	char url[128], body[64];
 	CURL *c = curl_easy_init();
 	long status = 0;
 
@@ -535,7 +535,10 @@ Test(store_offline, garbage_answers_are_rejected_cleanly)
 	with_json("{\"header\":{\"revision\":\"1\"},\"kvs\":[{\"key\":\"L2sAeA==\"}]}", -EBADMSG);
 	/* a revision that is not a number */
 	with_json("{\"header\":{\"revision\":\"x1\"},\"kvs\":[]}", -EBADMSG);
-	with_fake("HTTP/1.1 500 Oops\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad", -EIO);
+	with_fake("HTTP/1.1 500 Oops\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad",
+		  -EAGAIN);
+	with_fake("HTTP/1.1 503 Unavailable\r\nContent-Length: 43\r\nConnection: close\r\n\r\n"
+		  "{\"error\":\"etcdserver: no leader\",\"code\":14}", -EAGAIN);
 	with_fake("HTTP/1.1 400 Bad\r\nContent-Length: 30\r\nConnection: close\r\n\r\n"
 		  "{\"error\":\"no good\",\"code\":3}  ", -EIO);
 	with_fake("garbage\r\n\r\n", -EIO);
