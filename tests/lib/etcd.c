@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,10 +82,65 @@ static size_t discard(char *p, size_t size, size_t n, void *ctx)
 	return size * n;
 }
 
+/* Enters network namespace name (the calling thread only): 0 or -errno. */
+static int enter_netns(const char *name)
+{
+	char path[128];
+	int fd, r;
+
+	if (!name || !*name)
+		return 0;
+	snprintf(path, sizeof(path), "/var/run/netns/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = setns(fd, CLONE_NEWNET) ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+struct call {
+	const struct fg_etcd *e;
+	int (*fn)(void *ctx);
+	void *ctx;
+	int r;
+};
+
+static void *call_thread(void *arg)
+{
+	struct call *c = arg;
+
+	c->r = enter_netns(c->e->netns);
+	if (!c->r)
+		c->r = c->fn(c->ctx);
+	return NULL;
+}
+
+int fg_etcd_call(const struct fg_etcd *e, int (*fn)(void *ctx), void *ctx)
+{
+	struct call c = { .e = e, .fn = fn, .ctx = ctx };
+	pthread_t t;
+
+	if (!e->netns[0])
+		return fn(ctx);
+	if (pthread_create(&t, NULL, call_thread, &c))
+		return -EAGAIN;
+	pthread_join(t, NULL);
+	return c.r;
+}
+
+static int wait_here(void *ctx);
+
 /* 0 once GET /health answers 200, -ETIMEDOUT after FG_ETCD_READY_MS. */
 static int fg_etcd_wait(const struct fg_etcd *e)
 {
-	char url[96];
+	return fg_etcd_call(e, wait_here, (void *)e);
+}
+
+static int wait_here(void *ctx)
+{
+	const struct fg_etcd *e = ctx;
+	char url[128];
 	long deadline = now_ms() + FG_ETCD_READY_MS;
 	CURL *c = curl_easy_init();
 	int r = -ETIMEDOUT;
@@ -116,16 +173,18 @@ static int fg_etcd_wait(const struct fg_etcd *e)
 
 static void fg_etcd_exec(const struct fg_etcd *e, const char *bin)
 {
-	char data[300], log[300], client[64], peer[64], cluster[80];
+	char data[300], log[300], client[96], peer[96], cluster[112];
 	int fd;
 
 	snprintf(data, sizeof(data), "%s/data", e->dir);
 	snprintf(log, sizeof(log), "%s/etcd.log", e->dir);
-	snprintf(client, sizeof(client), "http://127.0.0.1:%d", e->client_port);
-	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", e->peer_port);
+	snprintf(client, sizeof(client), "http://%s:%d", e->host, e->client_port);
+	snprintf(peer, sizeof(peer), "http://%s:%d", e->host, e->peer_port);
 	snprintf(cluster, sizeof(cluster), "t=%s", peer);
 	/* a test that crashes must not leave its etcd behind */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (enter_netns(e->netns))
+		_exit(126);
 	fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 	if (fd >= 0) {
 		dup2(fd, 1);
@@ -173,7 +232,20 @@ int fg_etcd_start(struct fg_etcd *e)
 		e->peer_port = fg_free_port();
 	if (e->client_port < 0 || e->peer_port < 0)
 		return -EADDRNOTAVAIL;
+	snprintf(e->host, sizeof(e->host), "127.0.0.1");
 	snprintf(e->url, sizeof(e->url), "http://127.0.0.1:%d", e->client_port);
+	return fg_etcd_restart(e);
+}
+
+int fg_etcd_start_in(struct fg_etcd *e, const char *netns, const char *host)
+{
+	*e = (struct fg_etcd){ .client_port = 2379, .peer_port = 2380 };
+	snprintf(e->dir, sizeof(e->dir), "/tmp/fg-etcd-XXXXXX");
+	if (!mkdtemp(e->dir))
+		return -errno;
+	snprintf(e->netns, sizeof(e->netns), "%s", netns);
+	snprintf(e->host, sizeof(e->host), "%s", host);
+	snprintf(e->url, sizeof(e->url), "http://%s:%d", host, e->client_port);
 	return fg_etcd_restart(e);
 }
 

@@ -19,7 +19,9 @@ struct fg_etcd {
 	pid_t pid;		/* 0 while stopped */
 	char dir[256];		/* the temporary directory: data/, etcd.log */
 	int client_port, peer_port;
-	char url[64];		/* http://127.0.0.1:client_port */
+	char host[64];		/* the address it listens on */
+	char netns[64];		/* the network namespace it runs in ("": the test's) */
+	char url[96];		/* http://host:client_port */
 };
 
 /* The etcd binary, or NULL (and a reason in why) when there is none. */
@@ -30,6 +32,15 @@ void fg_etcd_require(void);
 
 /* A new etcd in a new temporary directory, ready to answer. 0 or -errno. */
 int fg_etcd_start(struct fg_etcd *e);
+
+/*
+ * The same inside network namespace netns (a name of `ip netns`) on address
+ * host, ports 2379 and 2380: for agents that run in namespaces of their own.
+ */
+int fg_etcd_start_in(struct fg_etcd *e, const char *netns, const char *host);
+
+/* Runs fn(ctx) on a thread inside e's network namespace (store requests to it): fn's result. */
+int fg_etcd_call(const struct fg_etcd *e, int (*fn)(void *ctx), void *ctx);
 
 /* Stops it (SIGTERM, SIGKILL after FG_ETCD_STOP_MS); keeps the data. */
 void fg_etcd_stop(struct fg_etcd *e);
