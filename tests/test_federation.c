@@ -1,0 +1,441 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The mesh and the federation end to end (docs/federation.md): real
+ * fedguardd agents in node namespaces, each mesh with its own etcd, CA and
+ * policy key, workloads behind the nodes, driven with fedguardctl and
+ * control requests as an operator would (tests/lib/fedworld.h).
+ *
+ * Mesh a.test, nodes a1 and a2: endpoints learned through the store,
+ * signed policies that converge (and replayed or forged ones that do not),
+ * quarantine propagation and its teardown of live connections, an agent
+ * that was down, etcd stopped under traffic, a dead agent's endpoints
+ * expiring. Propagation times are printed, never asserted.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "lib/etcd.h"
+#include "lib/fedworld.h"
+#include "lib/require.h"
+#include "lib/sandbox.h"
+#include "store.h"
+
+enum {
+	WAIT_MS = 15000,
+	ECHO_MS = 3000,
+};
+
+static struct fw_world w;
+static struct fw_node *a1 = &w.node[0], *a2 = &w.node[1];
+
+/* --- the world -------------------------------------------------------------------------------- */
+
+/* Everything of the world, torn down again on failure: a failed init gets no fini. */
+static void mesh_up(void)
+{
+	const char *what = "the world";
+	int r;
+
+	fg_test_require_root_bpf();
+	fg_etcd_require();
+	r = fw_setup(&w, 1, 2);
+	for (int i = 0; !r && i < w.n_nodes; i++) {
+		what = w.node[i].name;
+		r = fw_agent_start(&w, &w.node[i], NULL);
+		if (!r)
+			r = fw_register(&w.node[i]);
+	}
+	if (r) {
+		char log[PATH_MAX + 64];
+
+		snprintf(log, sizeof(log), "%s", what[0] == 'a' ? fw_log_path(&w.node[what[1] - '1'])
+								  : "-");
+		sb_sh("tail -n 5 %s >&2", log);
+		fw_teardown(&w);
+		cr_assert_fail("%s: %s", what, strerror(-r));
+	}
+}
+
+static void mesh_down(void)
+{
+	fw_teardown(&w);
+}
+
+TestSuite(mesh, .init = mesh_up, .fini = mesh_down, .timeout = 240);
+
+/* --- helpers ------------------------------------------------------------------------------------ */
+
+/* The member named of the object of result's array key whose field equals value, or NULL. */
+static struct json_object *find_in(struct json_object *res, const char *key, const char *field,
+				   const char *value)
+{
+	struct json_object *list = json_object_object_get(res, key);
+
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		struct json_object *o = json_object_array_get_idx(list, i);
+		struct json_object *v = json_object_object_get(o, field);
+
+		if (v && strcmp(json_object_get_string(v), value) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+/* Whether n's list command holds an entry with field = value (present) or not. */
+static bool listed(struct fw_node *n, const char *command, const char *key, const char *field,
+		   const char *value)
+{
+	struct json_object *res = NULL;
+	bool found = fw_request(n, command, NULL, &res) == 0 &&
+		     find_in(res, key, field, value) != NULL;
+
+	json_object_put(res);
+	return found;
+}
+
+/* Milliseconds until listed() is as wanted, or -1 after ms. */
+static long wait_listed(struct fw_node *n, const char *command, const char *key, const char *field,
+			const char *value, bool present, long ms)
+{
+	long t0 = fw_now_ms();
+
+	while (fw_now_ms() - t0 < ms) {
+		if (listed(n, command, key, field, value) == present)
+			return fw_now_ms() - t0;
+		usleep(2000);
+	}
+	return -1;
+}
+
+static long policy_version(struct fw_node *n)
+{
+	struct json_object *res = NULL;
+	long v = -1;
+
+	if (fw_request(n, "policy.status", NULL, &res) == 0)
+		v = (long)json_object_get_int64(json_object_object_get(res, "version"));
+	json_object_put(res);
+	return v;
+}
+
+static long wait_version(struct fw_node *n, long version, long ms)
+{
+	long t0 = fw_now_ms();
+
+	while (fw_now_ms() - t0 < ms) {
+		if (policy_version(n) == version)
+			return fw_now_ms() - t0;
+		usleep(2000);
+	}
+	return -1;
+}
+
+/* Both workloads may call each other on 8080 with mTLS; version v. */
+static const char *mutual(long v)
+{
+	static char doc[1024];
+
+	snprintf(doc, sizeof(doc),
+		 "version: %ld\n"
+		 "rules:\n"
+		 "  - name: a1-to-a2\n"
+		 "    action: allow\n"
+		 "    from: {spiffe_id: %s}\n"
+		 "    to: {spiffe_id: %s}\n"
+		 "    ports: [8080]\n"
+		 "    auth: required\n"
+		 "  - name: a2-to-a1\n"
+		 "    action: allow\n"
+		 "    from: {spiffe_id: %s}\n"
+		 "    to: {spiffe_id: %s}\n"
+		 "    ports: [8080]\n"
+		 "    auth: required\n",
+		 v, a1->wid, a2->wid, a2->wid, a1->wid);
+	return doc;
+}
+
+static void apply_ok(struct fw_node *n, const char *yaml)
+{
+	char out[4096];
+	int r = fw_policy_apply(&w, n, yaml, NULL, out, sizeof(out));
+
+	cr_assert_eq(r, 0, "policy apply at %s: %s", n->name, out);
+}
+
+/* A connection from n's workload to m's, with one echo through it; its fd, or -errno. */
+static int call(struct fw_node *n, struct fw_node *m, int port)
+{
+	int fd = sb_connect_in(n->wcg, n->wns, AF_INET, SOCK_STREAM, m->waddr, port);
+
+	if (fd < 0)
+		return fd;
+	if (sb_echo(fd, "ping", ECHO_MS)) {
+		close(fd);
+		return -EIO;
+	}
+	return fd;
+}
+
+/* The workloads call each other: the mesh's endpoints, policy and authentication work. */
+static void mesh_ready(void)
+{
+	long t;
+
+	t = wait_listed(a2, "endpoint.list", "endpoints", "spiffe_id", a1->wid, true, WAIT_MS);
+	cr_assert_geq(t, 0, "a2 learns a1's workload from the store");
+	cr_assert_geq(wait_listed(a1, "endpoint.list", "endpoints", "spiffe_id", a2->wid, true,
+				  WAIT_MS), 0, "and a1 a2's");
+	apply_ok(a1, mutual(1));
+	t = wait_version(a2, 1, WAIT_MS);
+	cr_assert_geq(t, 0, "the policy applied at a1 reaches a2");
+	printf("mesh: policy applied at a1 in force at a2 after %ld ms\n", t);
+}
+
+/* --- tests ---------------------------------------------------------------------------------------- */
+
+Test(mesh, endpoints_and_policy_reach_every_agent_and_traffic_flows)
+{
+	struct json_object *res = NULL, *ep;
+	char out[8192];
+	int fd;
+
+	mesh_ready();
+	cr_assert_eq(fw_request(a2, "endpoint.list", NULL, &res), 0);
+	ep = find_in(res, "endpoints", "spiffe_id", a1->wid);
+	cr_assert_not_null(ep);
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(ep, "origin")), "node:a1");
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(ep, "node")), a1->addr);
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(
+				 json_object_object_get(ep, "labels"), "node")), "a1",
+			 "labels travel too");
+	json_object_put(res);
+
+	fd = call(a1, a2, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "a1's workload calls a2's: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+	fd = call(a2, a1, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "and back: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+	fd = sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, a2->waddr, SB_OTHER_PORT);
+	cr_expect_eq(fd, -EPERM, "a port no rule allows: EPERM at once");
+
+	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "policy status"), 0, "%s", out);
+	cr_expect_not_null(strstr(out, "every agent enforces it"), "%s", out);
+	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "peer list"), 0, "%s", out);
+	cr_expect_not_null(strstr(out, "a2"), "%s", out);
+	cr_expect_eq(fw_ctl(a2, out, sizeof(out), "status"), 0, "%s", out);
+	cr_expect_not_null(strstr(out, "mesh store"), "%s", out);
+	cr_expect_not_null(strstr(out, "reachable, in sync"), "%s", out);
+}
+
+Test(mesh, a_quarantine_reaches_every_agent_and_cuts_live_connections)
+{
+	long t;
+	char out[4096];
+	int fd, r;
+
+	mesh_ready();
+	fd = call(a2, a1, SB_ECHO_PORT);
+	cr_assert_geq(fd, 0, "a live connection a2 -> a1: %s", strerror(-fd));
+
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "quarantine add %s --reason test", a2->wid), 0,
+		     "%s", out);
+	t = wait_listed(a2, "quarantine.list", "quarantine", "target", a2->wid, true, WAIT_MS);
+	cr_assert_geq(t, 0, "a2 enforces a1's quarantine");
+	printf("mesh: quarantine issued at a1 in force at a2 after %ld ms\n", t);
+	r = sb_echo(fd, "after", ECHO_MS);
+	cr_expect_neq(r, 0, "the quarantined workload's live connection is cut");
+	close(fd);
+	fd = sb_connect_in(a2->wcg, a2->wns, AF_INET, SOCK_STREAM, a1->waddr, SB_ECHO_PORT);
+	cr_expect_eq(fd, -EPERM, "new connects fail at once");
+	if (fd >= 0)
+		close(fd);
+
+	/* released at the other agent: lifted everywhere */
+	cr_assert_eq(fw_ctl(a2, out, sizeof(out), "quarantine del %s", a2->wid), 0, "%s", out);
+	t = wait_listed(a1, "quarantine.list", "quarantine", "target", a2->wid, false, WAIT_MS);
+	cr_assert_geq(t, 0, "the release reaches a1");
+	printf("mesh: release issued at a2 in force at a1 after %ld ms\n", t);
+	fd = call(a2, a1, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "traffic flows again: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Puts value at key (relative to a.test's prefix) straight into etcd. */
+struct meddle {
+	const char *url, *key, *value;
+};
+
+static int meddle_here(void *ctx)
+{
+	struct meddle *m = ctx;
+	struct store *s;
+	char key[256];
+	int r = store_open(m->url, NULL, &s);
+
+	if (r)
+		return r;
+	snprintf(key, sizeof(key), "/fedguard/a.test/%s", m->key);
+	r = store_put(s, key, m->value, strlen(m->value), 0);
+	store_close(s);
+	return r;
+}
+
+static int meddle(const char *key, const char *value)
+{
+	struct meddle m = { .url = w.mesh[0].etcd.url, .key = key, .value = value };
+
+	return fg_etcd_call(&w.mesh[0].etcd, meddle_here, &m);
+}
+
+Test(mesh, replayed_forged_and_garbage_policies_change_nothing)
+{
+	char out[8192], key[PATH_MAX + 32], doc[16384];
+	struct json_object *rec;
+	FILE *f;
+	int fd;
+
+	mesh_ready();
+	apply_ok(a1, mutual(2));
+	cr_assert_geq(wait_version(a2, 2, WAIT_MS), 0);
+
+	/* an older, validly signed version, at the other agent: a rollback */
+	cr_expect_eq(fw_policy_apply(&w, a2, mutual(1), NULL, out, sizeof(out)), 1);
+	cr_expect_not_null(strstr(out, "rollback"), "%s", out);
+
+	/* a newer version signed by another key */
+	snprintf(key, sizeof(key), "%s/rogue", a2->dir);
+	cr_assert_eq(sb_sh("%s policy-key --out %s >/dev/null", getenv("FEDGUARD_CA"), key), 0);
+	strcat(key, "/policy.key");
+	cr_expect_eq(fw_policy_apply(&w, a2, mutual(9), key, out, sizeof(out)), 1);
+	cr_expect_not_null(strstr(out, "refused"), "%s", out);
+
+	/* the old version, replayed straight into the store with its valid signature */
+	snprintf(key, sizeof(key), "%s/policy-1.yaml", a1->dir);
+	rec = json_object_new_object();
+	json_object_object_add(rec, "version", json_object_new_int(1));
+	json_object_object_add(rec, "source", json_object_new_string("replay"));
+	f = fopen(key, "re");
+	cr_assert_not_null(f);
+	doc[fread(doc, 1, sizeof(doc) - 1, f)] = 0;
+	fclose(f);
+	json_object_object_add(rec, "document", json_object_new_string(doc));
+	strcat(key, ".sig");
+	f = fopen(key, "re");
+	cr_assert_not_null(f);
+	doc[fread(doc, 1, sizeof(doc) - 1, f)] = 0;
+	fclose(f);
+	json_object_object_add(rec, "signature", json_object_new_string(doc));
+	cr_assert_eq(meddle("policy", json_object_to_json_string(rec)), 0);
+	json_object_put(rec);
+	/* garbage in the other keys */
+	cr_assert_eq(meddle("quarantine/not-an-id", "{\"kind\":\"identity\"}"), 0);
+	cr_assert_eq(meddle("endpoints/rogue", "[1,2,3]"), 0);
+	cr_assert_eq(meddle("endpoints/evil", "{\"node\":\"10.234.0.9\",\"endpoints\":"
+				"[{\"spiffe_id\":\"spiffe://b.test/x\",\"ips\":[\"10.9.9.9\"]},"
+				"{\"spiffe_id\":\"spiffe://a.test/wide\",\"ips\":[\"0.0.0.0/0\"]}]}"),
+		     0);
+
+	usleep(500000);
+	cr_expect_eq(policy_version(a1), 2, "the replay does not roll a1 back");
+	cr_expect_eq(policy_version(a2), 2, "nor a2");
+	cr_expect_gt(fw_log_count(a2, "older than version 2 in force"), 0, "and it is logged");
+	cr_expect(!listed(a2, "quarantine.list", "quarantine", "target", "not-an-id"));
+	cr_expect(!listed(a2, "endpoint.list", "endpoints", "spiffe_id", "spiffe://b.test/x"),
+		  "a mesh's store speaks only for its own trust domain");
+	cr_expect(!listed(a2, "endpoint.list", "endpoints", "spiffe_id", "spiffe://a.test/wide"),
+		  "and only for host addresses");
+	cr_expect_gt(fw_log_count(a2, "not of trust domain 'a.test'"), 0);
+	fd = call(a1, a2, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "the policy in force still works: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+}
+
+Test(mesh, an_agent_that_was_down_gets_what_it_missed)
+{
+	char out[4096];
+	long t0, t;
+
+	mesh_ready();
+	fw_agent_stop(a2, SIGTERM);
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "quarantine add %s --reason while-down",
+			    a2->wid), 0, "%s", out);
+	apply_ok(a1, mutual(3));
+	t0 = fw_now_ms();
+	cr_assert_eq(fw_agent_start(&w, a2, NULL), 0);
+	t = wait_listed(a2, "quarantine.list", "quarantine", "target", a2->wid, true, WAIT_MS);
+	cr_assert_geq(t, 0, "the quarantine issued while a2 was down is enforced when it returns");
+	cr_expect_geq(wait_version(a2, 3, WAIT_MS), 0, "and the policy too");
+	printf("mesh: a2 restarted; missed quarantine in force %ld ms after its start "
+	       "(%ld ms from the start command)\n", t, fw_now_ms() - t0);
+	cr_expect_eq(sb_connect_in(a2->wcg, a2->wns, AF_INET, SOCK_STREAM, a1->waddr,
+				   SB_ECHO_PORT), -EPERM);
+}
+
+Test(mesh, an_unreachable_store_keeps_the_last_state_and_catches_up)
+{
+	struct fg_etcd *etcd = &w.mesh[0].etcd;
+	char out[8192];
+	long t;
+	int fd;
+
+	mesh_ready();
+	fd = call(a1, a2, SB_ECHO_PORT);
+	cr_assert_geq(fd, 0);
+	fg_etcd_stop(etcd);
+	cr_expect_eq(sb_echo(fd, "during", ECHO_MS), 0, "live traffic goes on without the store");
+	close(fd);
+	fd = call(a1, a2, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "new allowed connections too: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+	cr_expect_eq(sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, a2->waddr,
+				   SB_OTHER_PORT), -EPERM, "and denied ones stay denied");
+
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "quarantine add %s --reason outage", a2->wid),
+		     0, "%s", out);
+	cr_expect(listed(a1, "quarantine.list", "quarantine", "target", a2->wid),
+		  "in force at once where it was issued");
+	usleep(1500000);
+	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "status"), 0);
+	cr_expect_not_null(strstr(out, "UNREACHABLE"), "status says so: %s", out);
+	cr_expect_not_null(strstr(out, "enforcing the last known state"), "%s", out);
+
+	cr_assert_eq(fg_etcd_restart(etcd), 0);
+	t = wait_listed(a2, "quarantine.list", "quarantine", "target", a2->wid, true, WAIT_MS);
+	cr_assert_geq(t, 0, "once the store is back, the quarantine reaches a2");
+	printf("mesh: quarantine issued while etcd was down in force at a2 %ld ms after etcd "
+	       "was back\n", t);
+}
+
+Test(mesh, a_dead_agents_endpoints_expire)
+{
+	long t;
+
+	mesh_ready();
+	fw_agent_stop(a2, SIGKILL);
+	t = wait_listed(a1, "endpoint.list", "endpoints", "spiffe_id", a2->wid, false,
+			WAIT_MS + FW_LEASE_TTL * 1000);
+	cr_assert_geq(t, 0, "a1 forgets a2's workload once a2's lease expires");
+	printf("mesh: a killed agent's endpoints withdrawn after %ld ms (lease %d s)\n", t,
+	       FW_LEASE_TTL);
+	cr_expect_eq(sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, a2->waddr,
+				   SB_ECHO_PORT), -EPERM, "an unknown peer now");
+	cr_assert_eq(fw_agent_start(&w, a2, NULL), 0);
+	t = wait_listed(a1, "endpoint.list", "endpoints", "spiffe_id", a2->wid, true, WAIT_MS);
+	cr_expect_geq(t, 0, "back with its agent");
+}
