@@ -489,6 +489,7 @@ static int write_some(struct session *s)
 			return 0;
 		p = s->wbig ? s->wbig->data : s->wbuf;
 		ERR_clear_error();
+		errno = 0;	/* io_error() reads it for SSL_ERROR_SYSCALL */
 		n = SSL_write(s->ssl, p + s->w_off, (int)(s->w_len - s->w_off));
 		if (n <= 0)
 			return io_error(s, n, &s->w_blocked);
@@ -639,6 +640,7 @@ static int read_some(struct session *s)
 		if (r)
 			return r;
 		ERR_clear_error();
+		errno = 0;
 		n = SSL_read(s->ssl, s->in + s->in_len, (int)(s->in_cap - s->in_len));
 		if (n <= 0)
 			return io_error(s, n, &s->r_blocked);
