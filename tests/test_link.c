@@ -53,6 +53,7 @@ struct side {
 	bool listen;
 	pthread_mutex_t lock;	/* what the callbacks write, from link threads */
 	bool refuse;
+	bool no_hello;		/* the hello callback has none */
 	int admitted;
 	char admitted_id[SPIFFE_ID_MAX + 1];
 	char admitted_td[SPIFFE_TRUST_DOMAIN_MAX + 1];
@@ -78,6 +79,8 @@ static char *hello(void *ctx, const struct link_peer *p)
 	pthread_mutex_lock(&s->lock);
 	snprintf(s->hello_for, sizeof(s->hello_for), "%s", p->spiffe_id);
 	pthread_mutex_unlock(&s->lock);
+	if (s->no_hello)
+		return NULL;
 	snprintf(text, sizeof(text), "{\"node\":\"%s\"}", s->name);
 	return strdup(text);
 }
@@ -503,6 +506,52 @@ Test(link, lost_peer_is_reported_and_the_dial_comes_back)
 	link_event_release(&up);
 }
 
+Test(link, broadcast_reaches_every_link_up)
+{
+	uint64_t a, c;
+	struct link_event m;
+
+	start(&B);
+	start(&A);
+	start(&C);
+	a = link_up(&A, NULL);
+	c = link_up(&C, NULL);
+	cr_expect_eq(link_broadcast(B.e, LINK_IN, "{\"all\":1}", 9), 2);
+	cr_expect_eq(link_broadcast(B.e, LINK_OUT, "{\"all\":2}", 9), 0, "B dialed nobody");
+	m = next_event(&A, LINK_EV_MESSAGE, a);
+	cr_expect_str_eq(m.text, "{\"all\":1}");
+	link_event_release(&m);
+	m = next_event(&C, LINK_EV_MESSAGE, c);
+	cr_expect_str_eq(m.text, "{\"all\":1}");
+	link_event_release(&m);
+}
+
+Test(link, close_from_the_listener_makes_the_dialer_come_back)
+{
+	struct link_event up;
+	uint64_t id, at_b;
+
+	start(&B);
+	start(&A);
+	id = link_up(&A, &at_b);
+	cr_assert_eq(link_close(B.e, at_b, "policy changed"), 0);
+	expect_down_release(&B, at_b, true, "policy changed");
+	expect_down_release(&A, id, true, "closed by the peer: policy changed");
+	up = next_event(&A, LINK_EV_UP, id);
+	link_event_release(&up);
+	cr_expect_eq(link_close(B.e, at_b, NULL), -ENOENT, "an ended incoming link closed again");
+}
+
+Test(link, application_without_a_hello_ends_the_connection)
+{
+	B.no_hello = true;
+	start(&B);
+	start(&A);
+	dial(&A, &B, B_ID);
+	expect_down_release(&B, 0, false, "the application has no hello for this peer");
+	expect_down_release(&A, 0, false, "closed by the peer: the application has no hello");
+}
+
 Test(link, undial_ends_the_link_with_a_goodbye)
 {
 	struct link_info *list;
@@ -792,6 +841,9 @@ Test(link, peer_that_pings_but_never_reads_is_cut_after_the_dead_time)
 	B.cfg.dead_ms = 600;
 	B.cfg.outbox_max = 16 * len;
 	start(&B);
+	start(&A);
+	uint64_t a = link_up(&A, NULL);
+
 	cr_assert_eq(rogue_client(LINK_ALPN, true, &t), 0);
 	setsockopt(t.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	cr_assert_eq(at_link_send(&t, LINK_FRAME_HELLO, "{}", 2), 0);
@@ -801,6 +853,15 @@ Test(link, peer_that_pings_but_never_reads_is_cut_after_the_dead_time)
 	/* the rogue keeps B from calling it silent, and reads nothing */
 	for (int i = 0; i < 50 && !cut; i++) {
 		cr_assert_eq(at_link_send(&t, LINK_FRAME_PING, "", 0), 0);
+		/* meanwhile another link of B's works as ever */
+		if (i == 2) {
+			struct link_event m;
+
+			cr_assert_eq(link_send(A.e, a, "{\"alive\":1}", 11), 0);
+			m = next_event(&B, LINK_EV_MESSAGE, 0);
+			cr_expect_str_eq(m.text, "{\"alive\":1}");
+			link_event_release(&m);
+		}
 		cut = find_event(&B, LINK_EV_DOWN, up.id, 100, &down);
 	}
 	cr_assert(cut, "B still writes to a peer that reads nothing");
