@@ -407,6 +407,26 @@ Test(link, dial_comes_up_and_hellos_are_exchanged)
 	link_event_release(&b);
 }
 
+Test(link, links_over_ipv6)
+{
+	struct link_event a, b;
+	char addr[64];
+	uint64_t id;
+
+	/* B on ::1; A's IPv4 source address does not apply to an IPv6 dial */
+	at_addr("::1", 0, &B.cfg.listen, &B.cfg.listen_len);
+	start(&B);
+	start(&A);
+	snprintf(addr, sizeof(addr), "[::1]:%u", link_engine_port(B.e));
+	cr_assert_eq(link_dial(A.e, addr, B_ID, &id), 0);
+	a = next_event(&A, LINK_EV_UP, id);
+	b = next_event(&B, LINK_EV_UP, 0);
+	link_addr_str((struct sockaddr *)&b.addr, addr);
+	cr_expect(strncmp(addr, "::1 port ", 9) == 0, "B sees A at %s", addr);
+	link_event_release(&a);
+	link_event_release(&b);
+}
+
 Test(link, small_messages_arrive_in_order_both_ways)
 {
 	uint64_t id, at_b;
