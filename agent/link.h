@@ -36,11 +36,12 @@
  * caller's thread never waits for a peer: link_send() queues a copy, and
  * what happens comes back as events on an eventfd (link_engine_fd(),
  * link_engine_collect()). The hello and admit callbacks run on connection
- * threads, possibly several at once.
+ * threads, possibly several at once, and must not block. The functions
+ * below are for the caller's thread; link_engine_free() comes last.
  *
  * Conventions: functions return >= 0 or a negative errno; output
  * parameters are written only on success, why only on failure. Nothing
- * here logs above debug.
+ * here logs: what happens is in the events.
  */
 #ifndef FEDGUARD_LINK_H
 #define FEDGUARD_LINK_H

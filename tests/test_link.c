@@ -7,6 +7,7 @@
  * themselves (wrong trust, a wrong expected ID, admission saying no) and
  * by hostile peers (tests/lib/rogue.c) with forged certificates, no ALPN,
  * garbage and malformed frames, silence, and a peer that never reads.
+ * LINK_DEBUG=1 in the environment prints every DOWN a test looks at.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
