@@ -44,6 +44,7 @@
 #include <fedguard/abi.h>
 
 struct bundle_set;
+struct svid_trust;
 struct svids;
 
 enum {
@@ -105,7 +106,11 @@ bool auth_view_allows(const struct auth_view *v, __u8 dir, __u32 local, __u32 pe
 struct auth_trust;
 
 int auth_trust_new(const struct bundle_set *set, struct auth_trust **out);
+struct auth_trust *auth_trust_get(struct auth_trust *t);
 void auth_trust_put(struct auth_trust *t);
+
+/* The authorities, for svid_verify(); valid as long as a reference to t is held. */
+const struct svid_trust *auth_trust_svid(const struct auth_trust *t);
 
 /* --- the engine ------------------------------------------------------------------ */
 

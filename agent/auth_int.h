@@ -61,8 +61,6 @@ struct auth_trust {
 	struct svid_trust trust;
 };
 
-struct auth_trust *auth_trust_get(struct auth_trust *t);
-
 /* --- the engine ----------------------------------------------------------------------- */
 
 /* What the engine remembers of one pair, keyed like fg_auth. */

@@ -180,35 +180,10 @@ void auth_tls_free(struct auth_engine *e)
 
 /* --- common steps ----------------------------------------------------------------------- */
 
-/* The other side's chain, leaf first, each certificate referenced. */
-static STACK_OF(X509) *peer_chain(SSL *ssl)
-{
-	X509 *leaf = SSL_get0_peer_certificate(ssl);
-	STACK_OF(X509) *sent = SSL_get_peer_cert_chain(ssl);
-	STACK_OF(X509) *chain = sk_X509_new_null();
-
-	if (!chain || !leaf || !X509_up_ref(leaf) || !sk_X509_push(chain, leaf)) {
-		sk_X509_pop_free(chain, X509_free);
-		return NULL;
-	}
-	/* the client's view of the chain starts with the leaf, the server's does not */
-	for (int i = 0; i < sk_X509_num(sent); i++) {
-		X509 *c = sk_X509_value(sent, i);
-
-		if (X509_cmp(c, leaf) == 0)
-			continue;
-		if (!X509_up_ref(c) || !sk_X509_push(chain, c)) {
-			sk_X509_pop_free(chain, X509_free);
-			return NULL;
-		}
-	}
-	return chain;
-}
-
 /* The other side's SVID, validated with its own trust domain's bundle only. */
 static int verify_peer(struct exchange *x, const char *expected)
 {
-	_cleanup_x509_stack_ STACK_OF(X509) *chain = peer_chain(x->ssl);
+	_cleanup_x509_stack_ STACK_OF(X509) *chain = tls_peer_chain(x->ssl);
 	char why[SVID_WHY_MAX];
 	int r;
 

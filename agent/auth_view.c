@@ -305,6 +305,11 @@ void auth_trust_put(struct auth_trust *t)
 		trust_free(t);
 }
 
+const struct svid_trust *auth_trust_svid(const struct auth_trust *t)
+{
+	return &t->trust;
+}
+
 /* --- listen addresses ----------------------------------------------------------------- */
 
 static int parse_port(const char *s, __u16 *out)

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * TLS on non-blocking sockets against a deadline, shared by the peer
- * authentication exchanges (auth_tls.c) and the bundle endpoint server
- * (bundle_endpoint.c): one OpenSSL operation retried as it asks, waiting
- * with io_wait() until the caller's deadline (io_now_ms() clock).
+ * authentication exchanges (auth_tls.c), the bundle endpoint server
+ * (bundle_endpoint.c) and links (link_conn.c): one OpenSSL operation
+ * retried as it asks, waiting with io_wait() until the caller's deadline
+ * (io_now_ms() clock).
  */
 #ifndef FEDGUARD_TLS_H
 #define FEDGUARD_TLS_H
@@ -34,5 +35,12 @@ const char *tls_error(void);
 
 /* The text of a tls_do() error: "timed out", or what TLS said. */
 const char *tls_strerror(int err);
+
+/*
+ * The other side's certificates, leaf first, then what it sent after it,
+ * each referenced (the caller's to sk_X509_pop_free()); NULL when it sent
+ * none or memory is out. What svid_verify() takes.
+ */
+STACK_OF(X509) *tls_peer_chain(SSL *ssl);
 
 #endif /* FEDGUARD_TLS_H */

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -23,7 +24,7 @@ enum {
 	ROGUE_TIMEOUT_S = 5,
 };
 
-/* --- sockets -------------------------------------------------------------------------- */
+/* --- sockets --------------------------------------------------------------------------------- */
 
 void at_addr(const char *ip, __u16 port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -78,7 +79,7 @@ static int accept_any(X509_STORE_CTX *ctx, void *arg)
 	return 1;
 }
 
-/* A blocking TLS 1.3 context presenting cert (with chain). */
+/* A blocking TLS 1.3 context presenting cert (with chain; NULL: no certificate). */
 static SSL_CTX *rogue_ctx(bool server, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain)
 {
 	SSL_CTX *c = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
@@ -88,14 +89,14 @@ static SSL_CTX *rogue_ctx(bool server, X509 *cert, EVP_PKEY *key, STACK_OF(X509)
 	SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION);
 	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_cert_verify_callback(c, accept_any, NULL);
-	if (SSL_CTX_use_cert_and_key(c, cert, key, chain, 1) != 1) {
+	if (cert && SSL_CTX_use_cert_and_key(c, cert, key, chain, 1) != 1) {
 		SSL_CTX_free(c);
 		return NULL;
 	}
 	return c;
 }
 
-/* --- the hostile asker --------------------------------------------------------------- */
+/* --- the hostile asker ----------------------------------------------------------------------- */
 
 static int rogue_connect(const struct at_peer *p)
 {
@@ -173,7 +174,7 @@ int at_rogue_ask(const struct at_peer *p, const char *asks, X509 *cert, EVP_PKEY
 	return r;
 }
 
-/* --- the hostile answerer ------------------------------------------------------------- */
+/* --- the hostile answerer -------------------------------------------------------------------- */
 
 struct at_rogue {
 	pthread_t thread;
@@ -233,4 +234,204 @@ int at_rogue_join(struct at_rogue *r)
 	SSL_CTX_free(r->ctx);
 	free(r);
 	return result;
+}
+
+/* --- hostile link peers ---------------------------------------------------------------------- */
+
+static const char *tls_why(void)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *s = e ? ERR_reason_error_string(e) : NULL;
+
+	ERR_clear_error();
+	return s ? s : "connection closed";
+}
+
+/* The protocol as an ALPN list of one: length byte, then the name. */
+static int alpn_list(const char *alpn, unsigned char *out, size_t *len)
+{
+	size_t n = strlen(alpn);
+
+	if (n == 0 || n > 255)
+		return -EINVAL;
+	out[0] = (unsigned char)n;
+	memcpy(out + 1, alpn, n);
+	*len = n + 1;
+	return 0;
+}
+
+int at_tls_connect(const struct at_peer *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
+		   const char *alpn, struct at_tls *out, char *why, size_t len)
+{
+	struct at_tls t = { .fd = -1 };
+	unsigned char list[256];
+	size_t n;
+
+	t.ctx = rogue_ctx(false, cert, key, chain);
+	if (!t.ctx)
+		return snprintf(why, len, "no TLS context"), -ENOMEM;
+	/* SSL_CTX_set_alpn_protos() returns 0 on success */
+	if (alpn && (alpn_list(alpn, list, &n) ||
+		     SSL_CTX_set_alpn_protos(t.ctx, list, (unsigned int)n)))
+		return at_tls_close(&t), snprintf(why, len, "bad ALPN"), -EINVAL;
+	t.fd = rogue_connect(p);
+	if (t.fd < 0) {
+		int r = t.fd;
+
+		snprintf(why, len, "connect: %s", strerror(-r));
+		at_tls_close(&t);
+		return r;
+	}
+	t.ssl = SSL_new(t.ctx);
+	SSL_set_fd(t.ssl, t.fd);
+	ERR_clear_error();
+	if (SSL_connect(t.ssl) != 1) {
+		snprintf(why, len, "handshake: %s", tls_why());
+		at_tls_close(&t);
+		return -ECONNABORTED;
+	}
+	*out = t;
+	return 0;
+}
+
+/* The server side takes the test's protocol when offered, and answers none otherwise. */
+static int select_test_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+			    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	const char *alpn = arg;
+	size_t n = strlen(alpn);
+
+	for (unsigned int i = 0; i < inlen; i += 1u + in[i]) {
+		if (in[i] == n && i + 1u + n <= inlen && memcmp(in + i + 1, alpn, n) == 0) {
+			*out = in + i + 1;
+			*outlen = in[i];
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+int at_tls_accept(int listen_fd, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
+		  const char *alpn, struct at_tls *out, char *why, size_t len)
+{
+	struct at_tls t = { .fd = -1 };
+	struct pollfd pfd = { .fd = listen_fd, .events = POLLIN };
+
+	t.ctx = rogue_ctx(true, cert, key, chain);
+	if (!t.ctx)
+		return snprintf(why, len, "no TLS context"), -ENOMEM;
+	if (alpn)
+		SSL_CTX_set_alpn_select_cb(t.ctx, select_test_alpn, (void *)alpn);
+	if (poll(&pfd, 1, ROGUE_TIMEOUT_S * 1000) != 1)
+		return at_tls_close(&t), snprintf(why, len, "nobody connected"), -ETIMEDOUT;
+	t.fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (t.fd < 0)
+		return at_tls_close(&t), snprintf(why, len, "accept: %m"), -errno;
+	set_timeouts(t.fd);
+	t.ssl = SSL_new(t.ctx);
+	SSL_set_fd(t.ssl, t.fd);
+	ERR_clear_error();
+	if (SSL_accept(t.ssl) != 1) {
+		snprintf(why, len, "handshake: %s", tls_why());
+		at_tls_close(&t);
+		return -ECONNABORTED;
+	}
+	*out = t;
+	return 0;
+}
+
+int at_tls_write(struct at_tls *t, const void *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		int n = SSL_write(t->ssl, (const char *)buf + done, (int)(len - done));
+
+		if (n <= 0) {
+			ERR_clear_error();
+			return -EIO;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int tls_read_all(struct at_tls *t, void *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		int n = SSL_read(t->ssl, (char *)buf + done, (int)(len - done));
+
+		if (n <= 0) {
+			ERR_clear_error();
+			return -EIO;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+size_t at_link_frame(unsigned char *buf, __u8 type, const void *payload, size_t len)
+{
+	__u32 n = (__u32)len + 1;
+
+	buf[0] = (unsigned char)(n >> 24);
+	buf[1] = (unsigned char)(n >> 16);
+	buf[2] = (unsigned char)(n >> 8);
+	buf[3] = (unsigned char)n;
+	buf[4] = type;
+	memcpy(buf + 5, payload, len);
+	return 5 + len;
+}
+
+int at_link_send(struct at_tls *t, __u8 type, const void *payload, size_t len)
+{
+	unsigned char *buf = malloc(5 + len);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = at_tls_write(t, buf, at_link_frame(buf, type, payload, len));
+	free(buf);
+	return r;
+}
+
+int at_link_recv(struct at_tls *t, __u8 *type, char *buf, size_t len)
+{
+	unsigned char head[5], skip[4096];
+	size_t n, keep;
+
+	if (tls_read_all(t, head, sizeof(head)))
+		return -EIO;
+	n = ((size_t)head[0] << 24 | (size_t)head[1] << 16 | (size_t)head[2] << 8 | head[3]) - 1;
+	keep = n < len - 1 ? n : len - 1;
+	if (tls_read_all(t, buf, keep))
+		return -EIO;
+	buf[keep] = 0;
+	for (size_t left = n - keep, k; left; left -= k) {
+		k = left < sizeof(skip) ? left : sizeof(skip);
+		if (tls_read_all(t, skip, k))
+			return -EIO;
+	}
+	*type = head[4];
+	return 0;
+}
+
+int at_link_goodbye(struct at_tls *t, char *buf, size_t len)
+{
+	__u8 type;
+
+	for (int i = 0; i < 10000; i++) {
+		if (at_link_recv(t, &type, buf, len))
+			return -EIO;
+		if (type == 3)
+			return 0;
+	}
+	return -E2BIG;
+}
+
+void at_tls_close(struct at_tls *t)
+{
+	SSL_free(t->ssl);
+	SSL_CTX_free(t->ctx);
+	if (t->fd >= 0)
+		close(t->fd);
+	*t = (struct at_tls){ .fd = -1 };
 }
