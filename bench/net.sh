@@ -57,6 +57,8 @@ ns() { echo "fb$1$2$id"; }	# ns VARIANT ROLE(c|n|s)
 
 cleanup() {
 	set +e
+	# every process of the benchmark's cgroups (servers, clients), then their shells
+	[ -e "$cg/cgroup.kill" ] && echo 1 >"$cg/cgroup.kill"
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
 	if [ "$agent" -gt 0 ]; then kill "$agent" 2>/dev/null; wait "$agent" 2>/dev/null; fi
