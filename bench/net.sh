@@ -161,9 +161,10 @@ ports_for() { echo $(( ($2 - 2 + $1 - 2) / (2 * ($1 - 2)) )); }
 
 remote_ip() { echo "10.250.$(($1 / 250)).$(($1 % 250 + 1))"; }
 
+# policy_doc NPORTS VERSION [FIRST_PORT [FROM [SERVER_PORTS]]]: the benchmark's document
 policy_doc() {
-	local nports=$1 version=$2 list=""
-	for ((p = 0; p < nports; p++)); do list+="${list:+, }$((9000 + p))"; done
+	local nports=$1 version=$2 first=${3:-9000} from=${4:-local/*} sports=${5:-$PORT} list=""
+	for ((p = 0; p < nports; p++)); do list+="${list:+, }$((first + p))"; done
 	cat <<-EOF
 	version: $version
 	rules:
@@ -171,11 +172,11 @@ policy_doc() {
 	    action: allow
 	    from: {spiffe_id: spiffe://bench.test/local/client}
 	    to: {spiffe_id: spiffe://bench.test/local/server}
-	    ports: [$PORT]
+	    ports: [$sports]
 	    protocols: [tcp]
 	  - name: locals-to-remotes
 	    action: allow
-	    from: {spiffe_id: spiffe://bench.test/local/*}
+	    from: {spiffe_id: spiffe://bench.test/$from}
 	    to: {spiffe_id: spiffe://bench.test/remote/*}
 	    ports: [$list]
 	    protocols: [tcp]
@@ -324,6 +325,62 @@ report_size() {
 	done
 }
 
+# --- policy (item 6): compile and swap, one-rule update, kernel memory per entry -------------
+
+memlock() {
+	bpftool -j map show pinned "/sys/fs/bpf/fedguard/$inst/fg_policy" |
+		sed -n 's/.*"bytes_memlock":\([0-9]*\).*/\1/p'
+}
+
+# apply_ms FILE: the wall time of `fedguardctl policy apply FILE` (its process start included)
+apply_ms() {
+	local t0 t1 out
+	t0=$(date +%s%N)
+	out=$(fctl policy apply "$1")
+	t1=$(date +%s%N)
+	applied=$(sed -n 's/.*: \([0-9]*\) entries (+\([0-9]*\) -\([0-9]*\)).*/\1 +\2 -\3/p' <<<"$out")
+	calc "($t1 - $t0) / 1000000"
+}
+
+# policy_timing NPORTS FROM: full swaps between two documents whose entries all differ, then
+# one-rule updates (the client-to-server rule gains or loses a port), alternating, medians
+policy_timing() {
+	local nports=$1 from=$2 n=3 floor i
+	: >"$tmp/swap" && : >"$tmp/one"
+	for ((i = 0; i < 2 * n; i++)); do
+		version=$((version + 1))
+		policy_doc "$nports" "$version" $((9000 + 100 * (i % 2))) "$from" >"$tmp/p.yaml"
+		apply_ms "$tmp/p.yaml" >>"$tmp/swap"
+	done
+	entries_now=${applied%% *}
+	for ((i = 0; i < 2 * n; i++)); do
+		version=$((version + 1))
+		policy_doc "$nports" "$version" 9100 "$from" "$PORT$([ $((i % 2)) = 0 ] && echo ", 8081")" \
+			>"$tmp/p.yaml"
+		apply_ms "$tmp/p.yaml" >>"$tmp/one"
+		log "one-rule update: entries $applied"
+	done
+	floor=$("$build/bench/bench_prog" --floor "$entries_now")
+	result "6 policy" "compile and swap $entries_now entries (policy apply)" \
+		"$(sort -g "$tmp/swap" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')" "ms" \
+		"$(sed 's/.*floor_ms=\([0-9.]*\).*/\1/' <<<"$floor")" \
+		"$([ "$entries_now" -ge 99000 ] && echo "value<1000" || echo -)"
+	result "6 policy" "one-rule update at $entries_now entries (policy apply)" \
+		"$(sort -g "$tmp/one" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')" "ms" \
+		"$(sed 's/.*one_us=\([0-9.]*\).*/\1/' <<<"$floor" | awk '{ print $1 / 1000 }')" "-"
+	echo "$entries_now $(memlock)" >>"$tmp/memlock"
+}
+
+# kernel memory per entry: the slope of fg_policy's memlock between the sizes measured
+memory_per_entry() {
+	sort -n "$tmp/memlock" | awk 'NR == 1 { e0 = $1; m0 = $2 } { e = $1; m = $2 }
+		END { if (e > e0) printf "%.1f %d %d\n", (m - m0) / (e - e0), e0, e; else print "- 0 0" }' |
+		while read -r per e0 e; do
+			result "6 policy" "kernel memory per fg_policy entry (memlock, $e0 to $e entries)" \
+				"$per" "bytes" "-" "-"
+		done
+}
+
 # --- footprint --------------------------------------------------------------------------------
 
 rss_mib() { awk '/^VmRSS/ { printf "%.1f\n", $2 / 1024 }' /proc/"$agent"/status; }
@@ -388,9 +445,17 @@ for s in $sizes; do
 	measure rr "$ids"
 	measure crr "$ids"
 	report_size "$ids" "$ids" "$fg_entries"
+	if [ "$quick" = 1 ]; then
+		policy_timing "$(ports_for "$ids" "$want")" "local/*"
+	elif [ "$ids" = 1000 ]; then
+		policy_timing 1 "local/client"	# 998 remotes, one port: 1,000 entries
+	elif [ "$ids" = 10000 ]; then
+		policy_timing 5 "local/*"	# 2 x 9,998 x 5: 100k entries
+	fi
 	if [ -f "$tmp/register-$ids" ]; then
 		result "6 policy" "endpoint.add with $registered known (mean of last 100)" \
 			"$(sed -n 's/.*last_ms=\([0-9.]*\).*/\1/p' "$tmp/register-$ids")" "ms" "-" "-"
 	fi
 done
 [ "$quick" = 1 ] || footprint "$ids ids, $fg_entries entries"
+memory_per_entry

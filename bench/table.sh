@@ -20,16 +20,16 @@ function judge(target, value, ratio,   op, lim, x) {
 	if (op == "<") return x < lim ? "met" : "MISSED"
 	return x > lim ? "met" : "MISSED"
 }
-function fmt(x) { return num(x) ? sprintf(x >= 100 ? "%.0f" : "%.2f", x) : x }
+function fmt(x) { return num(x) ? sprintf(x >= 100 ? "%.0f" : x >= 0.1 || x == 0 ? "%.2f" : "%.2g", x) : x }
 {
 	sec = $2; fig = $3; val = $4; unit = $5; base = $6; tgt = $7
 	ratio = ""
 	if (num(val) && num(base) && base + 0 != 0) ratio = sprintf("%.3f", val / base)
 	if (sec != last) { printf "\n%s\n", sec; last = sec }
-	printf "  %-62s %10s %-6s %10s %7s  %-12s %s\n", fig, fmt(val), unit, fmt(base),
+	printf "  %-74s %10s %-6s %10s %7s  %-12s %s\n", fig, fmt(val), unit, fmt(base),
 		ratio, tgt == "-" ? "" : tgt, judge(tgt, val, ratio)
 }
 BEGIN {
-	printf "  %-62s %10s %-6s %10s %7s  %-12s %s\n", "figure", "value", "unit", "baseline",
+	printf "  %-74s %10s %-6s %10s %7s  %-12s %s\n", "figure", "value", "unit", "baseline",
 		"ratio", "target", "result"
 }'

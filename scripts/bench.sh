@@ -5,7 +5,7 @@
 #   sudo bash scripts/bench.sh [--quick] [--only NAME]...
 #
 # NAME: prog (3, BPF_PROG_TEST_RUN per packet), net (1 per request, 2 per connection,
-# 7 footprint), quarantine (4), auth (5, handshakes and time to first byte), policy (6).
+# 6 policy, 7 footprint), quarantine (4), auth (5, handshakes and time to first byte).
 # --quick: short runs that show every benchmark works; its figures are not worth quoting.
 # Installs what the benchmarks need beyond the tests (iptables, nftables), builds, runs.
 # Figures are medians over interleaved rounds; docs/BENCHMARKS.md explains each.
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-	sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '4,11p' "$0" | sed 's/^# \{0,1\}//'
 	exit "$1"
 }
 
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
-all=(prog net quarantine auth policy)
+all=(prog quarantine auth net)
 for n in "${only[@]}"; do
 	[[ " ${all[*]} " == *" $n "* ]] || { echo "bench.sh: no benchmark '$n' (${all[*]})" >&2; exit 2; }
 done
@@ -104,10 +104,6 @@ for n in "${only[@]}"; do
 	auth)
 		run auth "$build/bench/bench_auth" "${quick[@]}"
 		run ttfb env FEDGUARDD="$build/agent/fedguardd" "$build/bench/bench_ttfb" "${quick[@]}"
-		;;
-	policy)
-		run policy env FEDGUARDD="$build/agent/fedguardd" "$build/bench/bench_policy" \
-			"${quick[@]}"
 		;;
 	esac
 done
