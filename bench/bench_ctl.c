@@ -80,6 +80,9 @@ int main(int argc, char **argv)
 			tail0 = now_s();
 		if (endpoint_add(&c, i))
 			return 1;
+		if ((i - first + 1) % 1000 == 0)
+			fprintf(stderr, "bench_ctl: %ld endpoints in %.1f s\n", i - first + 1,
+				now_s() - t0);
 	}
 	printf("endpoints=%ld seconds=%.3f last_ms=%.3f\n", count, now_s() - t0,
 	       count >= TAIL ? (now_s() - tail0) * 1e3 / TAIL : 0.0);

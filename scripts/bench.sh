@@ -86,7 +86,8 @@ run() {
 	echo "bench.sh: $name ..." >&2
 	# the results on stdout, everything else to the log; a failing benchmark fails the run
 	# but not the others
-	if ! timeout 1800 "$@" 2>"$logs/$name.log" | tee -a "$results" | grep -v '^@result' >&2; then
+	if ! timeout 1800 "$@" 2>"$logs/$name.log" | tee -a "$results" |
+		{ grep -v '^@result' >&2 || true; }; then
 		echo "bench.sh: $name failed; its log: $logs/$name.log" >&2
 		tail -n 20 "$logs/$name.log" >&2
 		status=1
