@@ -15,7 +15,9 @@
  *
  *   first drop  the send time of the first request that got no echo: the
  *               drop is in that send (egress) or its echo (ingress), one
- *               round trip (~20 us here) later at most
+ *               round trip (~20 us here) later at most; or of the first send
+ *               refused, when the socket was destroyed before any packet
+ *               could be dropped
  *   teardown    when the application's read() or write() fails
  *               (ECONNABORTED from bpf_sock_destroy())
  *   request     until the agent's reply has come back
@@ -105,7 +107,9 @@ static void *busy(void *arg)
 		int r;
 
 		if (send(f->fd, &c, 1, MSG_NOSIGNAL) != 1) {
-			f->error = errno;
+			f->error = errno;	/* destroyed before a packet could be dropped */
+			if (!f->first_fail_us)
+				f->first_fail_us = t;
 			break;
 		}
 		r = poll(&p, 1, 1);
