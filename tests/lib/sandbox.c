@@ -193,16 +193,16 @@ static void echo_datagram(int fd)
 	}
 }
 
-/* The server process: TCP echo on both ports, UDP echo on SB_ECHO_PORT. */
-static void serve(int ready_fd)
+/* The server process: TCP echo on both ports, UDP echo on the first. */
+static void serve(int ready_fd, int port, int other_port)
 {
 	struct pollfd p[2];
 	int udp;
 
 	signal(SIGCHLD, SIG_IGN);	/* connection handlers reap themselves */
-	p[0].fd = listen_on(SOCK_STREAM, SB_ECHO_PORT);
-	p[1].fd = listen_on(SOCK_STREAM, SB_OTHER_PORT);
-	udp = listen_on(SOCK_DGRAM, SB_ECHO_PORT);
+	p[0].fd = listen_on(SOCK_STREAM, port);
+	p[1].fd = listen_on(SOCK_STREAM, other_port);
+	udp = listen_on(SOCK_DGRAM, port);
 	if (p[0].fd < 0 || p[1].fd < 0 || udp < 0)
 		_exit(1);
 	if (fork() == 0)
@@ -245,6 +245,11 @@ static int server_start(struct sandbox *sb, enum sb_side side, pid_t *pid)
 
 int sb_serve_in(const char *cgroup, const char *netns, pid_t *pid)
 {
+	return sb_serve_ports_in(cgroup, netns, SB_ECHO_PORT, SB_OTHER_PORT, pid);
+}
+
+int sb_serve_ports_in(const char *cgroup, const char *netns, int port, int other_port, pid_t *pid)
+{
 	struct pollfd p;
 	int pipefd[2];
 	char c;
@@ -258,7 +263,7 @@ int sb_serve_in(const char *cgroup, const char *netns, pid_t *pid)
 		setpgid(0, 0);
 		if (enter(cgroup, netns))
 			_exit(1);
-		serve(pipefd[1]);
+		serve(pipefd[1], port, other_port);
 	}
 	close(pipefd[1]);
 	p = (struct pollfd){ .fd = pipefd[0], .events = POLLIN };

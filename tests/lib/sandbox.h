@@ -88,6 +88,9 @@ int sb_connect_in(const char *cgroup, const char *netns, int family, int type, c
  */
 int sb_serve_in(const char *cgroup, const char *netns, pid_t *pid);
 
+/* The same echo server on other ports: TCP on both, UDP on @port. */
+int sb_serve_ports_in(const char *cgroup, const char *netns, int port, int other_port, pid_t *pid);
+
 /*
  * Time to first byte from a process of @cgroup in @netns: connect() to
  * addr:port (TCP), send one byte, receive its echo. Returns the
