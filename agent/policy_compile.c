@@ -227,6 +227,43 @@ static bool peers_match(const struct policy_peers *peers, const struct policy_id
 	return false;
 }
 
+/* Whether peers could select an identity of trust domain td (labels are anyone's). */
+static bool peers_may_select_td(const struct policy_peers *peers, const char *td)
+{
+	struct spiffe_pattern pat = {};
+
+	if (peers->any)
+		return true;
+	for (size_t i = 0; i < peers->n_sel; i++) {
+		const struct policy_selector *sel = &peers->sel[i];
+
+		if (sel->trust_domain && strcmp(sel->trust_domain, td))
+			continue;
+		if (sel->spiffe_id && (!selector_pattern(sel, &pat) ||
+				       !spiffe_in_trust_domain(&pat.base, td)))
+			continue;
+		return true;
+	}
+	return false;
+}
+
+bool policy_admits_from_td(const struct policy_doc *doc, const char *td,
+			   const struct policy_identity *to)
+{
+	struct spiffe_id parsed;
+
+	if (!doc || spiffe_parse(to->spiffe_id, &parsed, NULL, 0))
+		return false;
+	for (size_t i = 0; i < doc->n_rules; i++) {
+		const struct policy_rule *r = &doc->rules[i];
+
+		if (r->action == POLICY_ALLOW && peers_may_select_td(&r->from, td) &&
+		    peers_match(&r->to, to, &parsed))
+			return true;
+	}
+	return false;
+}
+
 /* match[i] = whether identity i of the view is selected; returns how many are. */
 static size_t peers_select(const struct policy_peers *peers, const struct view *v, bool *match)
 {

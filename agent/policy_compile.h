@@ -157,4 +157,13 @@ int policy_entries_print(FILE *f, const struct policy_entries *set,
 int policy_diff_print(FILE *f, const struct policy_diff *diff, const struct policy_identity *ids,
 		      size_t n_ids);
 
+/*
+ * Whether some allow rule of doc lets an identity of trust domain td call
+ * `to` (on some port): its from could select an identity of td (a selector
+ * by labels alone could) and its to selects `to`. Deny rules are not
+ * considered: this says what another mesh may learn about, not what passes.
+ */
+bool policy_admits_from_td(const struct policy_doc *doc, const char *td,
+			   const struct policy_identity *to);
+
 #endif /* FEDGUARD_POLICY_COMPILE_H */

@@ -855,3 +855,34 @@ Test(policy_compile, check_agrees_with_compiled_entries)
 	cr_expect_gt(denied_by_rule, 10, "%zu of %zu denied by a rule", denied_by_rule, checked);
 	cr_expect_gt(checked - allowed - denied_by_rule, 10, "default denies");
 }
+
+/* What another mesh may learn about: the targets its identities may call. */
+Test(policy_compile, admits_from_td_names_what_a_trust_domain_may_call)
+{
+	_cleanup_policy_doc_ struct policy_doc *doc = parse(
+		"version: 1\n"
+		"rules:\n"
+		"  - name: partner-to-api\n"
+		"    action: allow\n"
+		"    from: {spiffe_id: spiffe://b.example/*}\n"
+		"    to: {spiffe_id: spiffe://a.example/ns/api}\n"
+		"  - name: any-prod-to-web1\n"
+		"    action: allow\n"
+		"    from: {labels: {env: prod}}\n"
+		"    to: {labels: {tier: web, env: prod}}\n"
+		"  - name: c-to-db\n"
+		"    action: allow\n"
+		"    from: {trust_domain: c.example}\n"
+		"    to: {spiffe_id: spiffe://a.example/ns/db}\n"
+		"  - name: nobody-else\n"
+		"    action: deny\n"
+		"    from: any\n"
+		"    to: {spiffe_id: spiffe://a.example/ns/web/w2}\n");
+
+	cr_expect(policy_admits_from_td(doc, "b.example", &view[2]), "by an ID pattern of b");
+	cr_expect(policy_admits_from_td(doc, "b.example", &view[0]), "labels may be anyone's");
+	cr_expect_not(policy_admits_from_td(doc, "b.example", &view[3]), "db is c's only");
+	cr_expect(policy_admits_from_td(doc, "c.example", &view[3]));
+	cr_expect_not(policy_admits_from_td(doc, "b.example", &view[1]), "a deny rule exports nothing");
+	cr_expect_not(policy_admits_from_td(NULL, "b.example", &view[2]), "no policy: nothing");
+}
