@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "fed.h"
 #include "observe_int.h"
 #include "reason.h"
 #include "spiffe.h"
@@ -159,6 +160,7 @@ int cmd_alerts(void *ctx, struct json_object *args, struct json_object *result,
 	alerts_each(o->alerts, 0, alert_add, &l);
 	json_object_object_add(result, "alerts", l.list);
 	json_object_object_add(result, "follow", json_object_new_boolean(follow));
+	fed_alerts(a, result);	/* from the mesh's and federated meshes' agents */
 	return 0;
 }
 

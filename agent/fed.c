@@ -11,10 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "addr.h"
 #include "agent.h"
 #include "fed_int.h"
+#include "link.h"
 #include "log.h"
 #include "mstore.h"
 #include "peerauth.h"
@@ -23,18 +27,121 @@
 
 enum {
 	EVENTS_BATCH = 256,
+	ALERTS_KEPT = 256,
 };
 
-#define NODE_PREFIX "spiffe://"
-
 /* --- options ------------------------------------------------------------------------------ */
+
+/*
+ * TD=URL,ENDPOINT-ID[,BUNDLE-FILE]: the trust domain, its bundle endpoint
+ * (https://ADDR[:PORT]/..., an IP literal), the endpoint's SPIFFE ID (an
+ * agent's node SVID of TD) and a bootstrap bundle. 0 and *out, or -EINVAL
+ * after logging what is wrong.
+ */
+static int parse_federate(const char *s, struct fed_remote *out)
+{
+	char buf[4096], *td, *url, *id, *file, *host, *end;
+	struct fed_remote r = {};
+	struct spiffe_id sid;
+	__u8 bin[16];
+	size_t n;
+
+	snprintf(buf, sizeof(buf), "%s", s);
+	td = buf;
+	url = strchr(td, '=');
+	if (url)
+		*url++ = 0;
+	id = url ? strchr(url, ',') : NULL;
+	if (id)
+		*id++ = 0;
+	file = id ? strchr(id, ',') : NULL;
+	if (file)
+		*file++ = 0;
+	if (!url || !id || !*url || !*id) {
+		log_error("option --federate-with: '%s' is not TD=URL,ENDPOINT-SPIFFE-ID"
+			  "[,BUNDLE-FILE]", s);
+		return -EINVAL;
+	}
+	if (spiffe_td_valid(td, NULL, 0)) {
+		log_error("option --federate-with: '%s' is not a trust domain name", td);
+		return -EINVAL;
+	}
+	if (strncmp(url, "https://", 8) != 0) {
+		log_error("option --federate-with %s: '%s' is not an https:// URL (the "
+			  "https_spiffe profile)", td, url);
+		return -EINVAL;
+	}
+	host = url + 8;
+	if (*host == '[') {
+		end = strchr(++host, ']');
+		n = end ? (size_t)(end - host) : 0;
+	} else {
+		n = strcspn(host, ":/");
+	}
+	snprintf(r.host, sizeof(r.host), "%.*s", (int)n, host);
+	if (!n || addr_parse_node(r.host, bin)) {
+		log_error("option --federate-with %s: the host of '%s' is not an IP address "
+			  "(fedguard resolves no names)", td, url);
+		return -EINVAL;
+	}
+	if (spiffe_parse(id, &sid, NULL, 0) || !spiffe_in_trust_domain(&sid, td) ||
+	    strncmp(id + 9 + strlen(td), "/fedguard/node/", 15) != 0) {
+		log_error("option --federate-with %s: '%s' is not the node SVID of an agent of "
+			  "'%s' (spiffe://%s/fedguard/node/NAME)", td, id, td, td);
+		return -EINVAL;
+	}
+	if (strlen(td) >= sizeof(r.td) || strlen(url) >= sizeof(r.url) ||
+	    strlen(id) >= sizeof(r.endpoint_id) || (file && strlen(file) >= sizeof(r.bundle_file))) {
+		log_error("option --federate-with: '%s' is too long", s);
+		return -EINVAL;
+	}
+	memcpy(r.td, td, strlen(td) + 1);
+	memcpy(r.url, url, strlen(url) + 1);
+	memcpy(r.endpoint_id, id, strlen(id) + 1);
+	if (file)
+		memcpy(r.bundle_file, file, strlen(file) + 1);
+	*out = r;
+	return 0;
+}
+
+static int check_listen(const char *opt, const char *val)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (val && link_parse_listen(val, &ss, &len)) {
+		log_error("option %s: '%s' is not ADDR:PORT or [ADDR]:PORT", opt, val);
+		return -EINVAL;
+	}
+	return 0;
+}
 
 int fed_opts_check(const struct fed_opts *o, const struct peerauth_opts *auth,
 		   bool have_policy_key)
 {
+	struct fed_remote r;
+
+	for (unsigned int i = 0; i < o->n_federate; i++)
+		if (parse_federate(o->federate[i], &r))
+			return -EINVAL;
+	if (check_listen("--peer-listen", o->peer_listen) ||
+	    check_listen("--bundle-endpoint-listen", o->bundle_listen))
+		return -EINVAL;
+	if (o->n_federate && !o->peer_listen) {
+		log_error("--federate-with needs --peer-listen: the meshes' agents link there");
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < o->n_federate; i++) {
+		parse_federate(o->federate[i], &r);
+		if (auth->trust_domain && strcmp(r.td, auth->trust_domain) == 0) {
+			log_error("option --federate-with: '%s' is this node's own trust domain", r.td);
+			return -EINVAL;
+		}
+	}
 	if (!o->store) {
-		if (o->lease_ttl) {
-			log_error("--store-lease-ttl needs --store");
+		if (o->lease_ttl || o->peer_listen || o->bundle_listen || o->n_federate) {
+			log_error("--store-lease-ttl, --peer-listen, --bundle-endpoint-listen and "
+				  "--federate-with need --store");
 			return -EINVAL;
 		}
 		return 0;
@@ -115,6 +222,8 @@ static struct json_object *node_record(struct agent *a)
 	if (peerauth_bundle_sequence(a, f->td, &seq) == 0)
 		json_object_object_add(rec, "bundle_sequence", json_object_new_int64((int64_t)seq));
 	json_object_object_add(rec, "started", json_object_new_int64((int64_t)f->started));
+	if (f->peer_port)
+		json_object_object_add(rec, "peer_port", json_object_new_int(f->peer_port));
 	json_object_object_add(rec, "agent_version", json_object_new_string(FEDGUARD_VERSION));
 	return rec;
 }
@@ -140,6 +249,7 @@ void fed_state_changed(struct agent *a)
 	lease_put_json(f, key, endpoints_record(a));
 	snprintf(key, sizeof(key), "nodes/%s", f->name);
 	lease_put_json(f, key, node_record(a));
+	fed_links_state_changed(a);
 }
 
 bool fed_active(const struct agent *a)
@@ -168,6 +278,7 @@ void fed_quarantine_changed(struct agent *a, const char *target, struct json_obj
 		r = mstore_delete(f->ms, key);
 	if (r)
 		log_error_errno(r, "mesh store: quarantine of '%s' not queued for the store", target);
+	fed_links_quarantine(a, target, record);	/* and at once to the peers */
 }
 
 /* The policy in force as the store keeps it: {version, source, document, signature}. */
@@ -263,10 +374,15 @@ static void on_event(struct agent *a, struct mstore_event *ev)
 
 size_t fed_pollfds(struct agent *a, struct pollfd *p, size_t max)
 {
-	if (!a->fed || max < 1)
+	struct fed *f = a->fed;
+
+	if (!f || max < 4)
 		return 0;
-	p[0] = (struct pollfd){ .fd = mstore_fd(a->fed->ms), .events = POLLIN };
-	return 1;
+	p[0] = (struct pollfd){ .fd = mstore_fd(f->ms), .events = POLLIN };
+	p[1] = (struct pollfd){ .fd = f->links ? link_engine_fd(f->links) : -1, .events = POLLIN };
+	p[2] = (struct pollfd){ .fd = fed_bundles_fd(a), .events = POLLIN };
+	p[3] = (struct pollfd){ .fd = f->timer_fd, .events = POLLIN };
+	return 4;
 }
 
 void fed_dispatch(struct agent *a, const struct pollfd *p, size_t n)
@@ -274,16 +390,79 @@ void fed_dispatch(struct agent *a, const struct pollfd *p, size_t n)
 	struct mstore_event ev[EVENTS_BATCH];
 	size_t got;
 
-	if (!a->fed || n < 1 || !(p[0].revents & POLLIN))
+	uint64_t ticks;
+
+	if (!a->fed || n < 4)
 		return;
-	got = mstore_collect(a->fed->ms, ev, EVENTS_BATCH);
-	for (size_t i = 0; i < got; i++) {
-		on_event(a, &ev[i]);
-		mstore_event_free(&ev[i]);
+	if (p[0].revents & POLLIN) {
+		got = mstore_collect(a->fed->ms, ev, EVENTS_BATCH);
+		for (size_t i = 0; i < got; i++) {
+			on_event(a, &ev[i]);
+			mstore_event_free(&ev[i]);
+		}
+	}
+	if (p[1].revents & POLLIN)
+		fed_links_dispatch(a);
+	if (p[2].revents & POLLIN)
+		fed_bundles_dispatch(a);
+	if (p[3].revents & POLLIN) {
+		if (read(a->fed->timer_fd, &ticks, sizeof(ticks)) < 0)
+			log_debug("mesh timer: %m");
+		fed_bundles_tick(a);
 	}
 }
 
+void fed_trust_changed(struct agent *a)
+{
+	if (!a->fed)
+		return;
+	fed_links_trust_changed(a);
+	fed_bundles_trust_changed(a);
+}
+
+void fed_alert_received(struct agent *a, struct json_object *msg)
+{
+	struct fed *f = a->fed;
+	struct json_object *al = state_copy(msg);
+
+	json_object_object_del(al, "type");
+	json_object_object_add(al, "seq", json_object_new_int64((int64_t)++f->alert_seq));
+	json_object_object_add(al, "received", json_object_new_int64((int64_t)time(NULL)));
+	json_object_array_add(f->alerts, al);
+	if (json_object_array_length(f->alerts) > ALERTS_KEPT)
+		json_object_array_del_idx(f->alerts, 0, 1);
+}
+
+void fed_alerts(struct agent *a, struct json_object *result)
+{
+	if (a->fed)
+		json_object_object_add(result, "remote", json_object_get(a->fed->alerts));
+}
+
 /* --- start and stop ----------------------------------------------------------------------- */
+
+/* Links, bundles and the timer, once the store client runs. */
+static int fed_parts_start(struct agent *a, const struct fed_opts *o)
+{
+	struct itimerspec second = { .it_interval.tv_sec = 1, .it_value.tv_sec = 1 };
+	struct fed *f = a->fed;
+	int r;
+
+	f->alerts = json_object_new_array();
+	f->remotes = calloc(o->n_federate ? o->n_federate : 1, sizeof(*f->remotes));
+	if (!f->remotes || !f->alerts)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < o->n_federate; i++)
+		if (parse_federate(o->federate[i], &f->remotes[f->n_remotes++]))
+			return -EINVAL;
+	f->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (f->timer_fd < 0 || timerfd_settime(f->timer_fd, 0, &second, NULL))
+		return log_error_errno(-errno, "mesh timer");
+	r = fed_bundles_start(a, o->bundle_listen);
+	if (!r && o->peer_listen)
+		r = fed_links_start(a, o->peer_listen);
+	return r;
+}
 
 int fed_start(struct agent *a, const struct fed_opts *o)
 {
@@ -316,6 +495,9 @@ int fed_start(struct agent *a, const struct fed_opts *o)
 	a->fed = f;
 	log_info("mesh store: agent '%s' of trust domain '%s' at %s, keys under %s", f->name,
 		 f->td, f->urls, prefix);
+	r = fed_parts_start(a, o);
+	if (r)
+		return r;
 	fed_state_changed(a);
 	return 0;
 }
@@ -326,9 +508,15 @@ void fed_stop(struct agent *a)
 
 	if (!f)
 		return;
+	fed_links_stop(f);
+	fed_bundles_stop(f);
 	mstore_stop(f->ms);
+	if (f->timer_fd > 0)
+		close(f->timer_fd);
 	json_object_put(f->mirror);
 	json_object_put(f->snap);
+	json_object_put(f->alerts);
+	free(f->remotes);
 	free(f);
 	a->fed = NULL;
 }
@@ -383,8 +571,11 @@ static struct json_object *peer_item(struct agent *a, const char *name, struct j
 			json_object_object_add(item, copy[i], json_object_get(v));
 	json_object_object_add(item, "self", json_object_new_boolean(
 					     strcmp(name, a->fed->name) == 0));
+	json_object_object_add(item, "kind", json_object_new_string("mesh"));
 	/* registered: its leased record is in the store, so its agent was alive lately */
 	json_object_object_add(item, "state", json_object_new_string("registered"));
+	if (strcmp(name, a->fed->name) != 0)
+		fed_links_peer_item(a, name, item);	/* the link's state, when links run */
 	return item;
 }
 
@@ -407,6 +598,7 @@ COMMAND(cmd_peer_list)
 		json_object_array_add(list, peer_item(a, key + 6, rec));
 		json_object_put(rec);
 	}
+	fed_links_remote_items(a, list);
 	return 0;
 }
 

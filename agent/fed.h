@@ -34,6 +34,10 @@ struct peerauth_opts;
 struct fed_opts {
 	const char *store;	/* --store etcd=URL[,URL...]; NULL: a standalone agent */
 	unsigned int lease_ttl;	/* --store-lease-ttl, seconds; 0: the default */
+	const char *peer_listen;	/* --peer-listen ADDR:PORT: links with peers and meshes */
+	const char *bundle_listen;	/* --bundle-endpoint-listen ADDR:PORT */
+	const char **federate;		/* --federate-with TD=URL,ENDPOINT-ID[,BUNDLE-FILE] */
+	unsigned int n_federate;
 };
 
 /*
@@ -68,6 +72,15 @@ void fed_quarantine_changed(struct agent *a, const char *target, struct json_obj
 
 /* A policy applied at this agent: to the store for the rest of the mesh. */
 void fed_policy_applied(struct agent *a);
+
+/* The trust bundles changed: the links' authorities, the bundle endpoint's document. */
+void fed_trust_changed(struct agent *a);
+
+/* A peer of trust domain td presented a key not in its bundle: fetch it now (limited). */
+void fed_bundles_kick(struct agent *a, const char *td);
+
+/* The alerts other agents sent, newest last, for fedguardctl alerts (result["remote"]). */
+void fed_alerts(struct agent *a, struct json_object *result);
 
 /* "store": {...} of fedguardctl status. */
 void fed_status(struct agent *a, struct json_object *result);

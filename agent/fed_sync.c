@@ -88,7 +88,8 @@ static void sync_policy(struct agent *a)
 
 /* A quarantine record of the store as local state keeps it, or NULL (and why). */
 static struct json_object *quarantine_record(const char *target, struct json_object *rec,
-					     char *why, size_t why_len)
+					     const char *origin, bool in_store, char *why,
+					     size_t why_len)
 {
 	struct json_object *out, *v;
 	struct spiffe_id sid;
@@ -114,8 +115,9 @@ static struct json_object *quarantine_record(const char *target, struct json_obj
 	if (string_of(rec, "issuer"))
 		json_object_object_add(out, "issuer",
 				       json_object_new_string(string_of(rec, "issuer")));
-	json_object_object_add(out, "origin", json_object_new_string("mesh"));
-	json_object_object_add(out, "in_store", json_object_new_boolean(true));
+	json_object_object_add(out, "origin", json_object_new_string(origin));
+	if (strcmp(origin, "mesh") == 0)	/* a push may arrive before the store has it */
+		json_object_object_add(out, "in_store", json_object_new_boolean(in_store));
 	return out;
 }
 
@@ -136,36 +138,67 @@ static bool mesh_record(struct json_object *rec, bool *in_store)
 	return origin && strcmp(origin, "mesh") == 0;
 }
 
-static void enforce(struct agent *a, const char *target)
+static void enforce_record(struct agent *a, const char *target, struct json_object *rec,
+			   const char *origin, bool in_store)
 {
-	char key[SPIFFE_ID_MAX + 32], why[256];
 	struct control_error err = {};
-	struct json_object *rec, *local;
 	unsigned int destroyed = 0;
+	struct json_object *local;
+	char why[256] = "";
 
-	snprintf(key, sizeof(key), QUARANTINE_KEY "%s", target);
-	rec = fed_mirror_json(a->fed, key);
-	local = quarantine_record(target, rec, why, sizeof(why));
-	json_object_put(rec);
+	local = quarantine_record(target, rec, origin, in_store, why, sizeof(why));
 	if (!local) {
-		log_warn("mesh store: quarantine record of '%s' ignored: %s", target, why);
+		log_warn("quarantine record of '%s' from '%s' ignored: %s", target, origin, why);
 		return;
 	}
 	if (quarantine_enforce(a, target, local, &destroyed, &err))
-		log_error("mesh store: quarantine of '%s' not in force: %s", target, err.message);
+		log_error("quarantine of '%s' from '%s' not in force: %s", target, origin,
+			  err.message);
 	else
-		log_info("mesh store: quarantine '%s' in force: %u sockets destroyed", target,
+		log_info("quarantine '%s' from '%s' in force: %u sockets destroyed", target, origin,
 			 destroyed);
+}
+
+void fed_enforce(struct agent *a, const char *target, struct json_object *rec, const char *origin)
+{
+	enforce_record(a, target, rec, origin, false);
+}
+
+void fed_lift(struct agent *a, const char *target, const char *origin)
+{
+	struct control_error err = {};
+	struct json_object *rec;
+	const char *o;
+
+	if (!json_object_object_get_ex(state_section(a->state, "quarantine"), target, &rec))
+		return;
+	o = string_of(rec, "origin");
+	if (!o || strcmp(o, origin) != 0) {
+		log_warn("release of '%s' from '%s' ignored: its quarantine here is %s's", target,
+			 origin, o ? o : "this node");
+		return;
+	}
+	if (quarantine_lift(a, target, &err))
+		log_error("release of '%s' from '%s' failed: %s", target, origin, err.message);
+	else
+		log_info("quarantine of '%s' lifted by '%s'", target, origin);
+}
+
+/* The store's record of target, enforced here. */
+static void enforce(struct agent *a, const char *target)
+{
+	char key[SPIFFE_ID_MAX + 32];
+	struct json_object *rec;
+
+	snprintf(key, sizeof(key), QUARANTINE_KEY "%s", target);
+	rec = fed_mirror_json(a->fed, key);
+	enforce_record(a, target, rec, "mesh", true);
+	json_object_put(rec);
 }
 
 static void lift(struct agent *a, const char *target)
 {
-	struct control_error err = {};
-
-	if (quarantine_lift(a, target, &err))
-		log_error("mesh store: release of '%s' failed: %s", target, err.message);
-	else
-		log_info("mesh store: quarantine of '%s' lifted", target);
+	fed_lift(a, target, "mesh");
 }
 
 /* Marks the mesh's records the store holds as stored; 0 or the commit's error. */
@@ -262,9 +295,8 @@ static bool host_address(const char *s)
 	       k.prefixlen == FG_IPCACHE_PREFIX_BASE + (k.family == FG_AF_INET ? 32 : 128);
 }
 
-/* One published endpoint into next, checked as endpoint.add checks it; false if refused. */
-static bool take_endpoint(struct agent *a, struct json_object *next, const char *node,
-			  const char *addr, struct json_object *ep)
+bool fed_take_endpoint(struct agent *a, struct json_object *next, const char *td,
+		       const char *origin, const char *node, struct json_object *ep)
 {
 	struct json_object *args = json_object_new_object(), *ips, *labels, *reg;
 	struct control_error err = {};
@@ -276,8 +308,9 @@ static bool take_endpoint(struct agent *a, struct json_object *next, const char 
 
 	if (!id || spiffe_parse(id, &sid, why, sizeof(why)))
 		snprintf(err.message, sizeof(err.message), "not a SPIFFE ID: %s", why);
-	else if (!spiffe_in_trust_domain(&sid, a->fed->td))
-		snprintf(err.message, sizeof(err.message), "not of trust domain '%s'", a->fed->td);
+	else if (!spiffe_in_trust_domain(&sid, td))
+		snprintf(err.message, sizeof(err.message),
+			 "not of trust domain '%s' (a mesh speaks only for its own identities)", td);
 	else if (json_object_object_get_ex(state_section(next, "endpoints"), id, NULL))
 		snprintf(err.message, sizeof(err.message), "registered already");
 	else if (!json_object_object_get_ex(ep, "ips", &ips) ||
@@ -293,22 +326,18 @@ static bool take_endpoint(struct agent *a, struct json_object *next, const char 
 		}
 	if (ok) {
 		json_object_object_add(args, "ips", json_object_get(ips));
-		json_object_object_add(args, "node", json_object_new_string(addr));
+		json_object_object_add(args, "node", json_object_new_string(node));
 		if (json_object_object_get_ex(ep, "labels", &labels))
 			json_object_object_add(args, "labels", json_object_get(labels));
 		ok = registry_endpoint_reg(next, id, args, &reg, &err) == 0;
 	}
 	if (ok) {
-		char origin[300];
-
-		snprintf(origin, sizeof(origin), "node:%s", node);
 		json_object_object_add(reg, "origin", json_object_new_string(origin));
 		state_put(next, "endpoints", id, reg);
 		ok = command_number_identity(next, id, &num, &err) == 0;
 	}
 	if (!ok)
-		log_warn("mesh store: endpoint '%s' of node '%s' ignored: %s", id ? id : "?", node,
-			 err.message);
+		log_warn("endpoint '%s' from '%s' ignored: %s", id ? id : "?", origin, err.message);
 	json_object_put(args);
 	return ok;
 }
@@ -318,6 +347,7 @@ static void take_node(struct agent *a, struct json_object *next, const char *key
 {
 	const char *node = key + strlen(ENDPOINTS_KEY), *addr;
 	struct json_object *rec = fed_mirror_json(a->fed, key), *list;
+	char origin[300];
 	__u8 bin[16];
 
 	addr = rec ? string_of(rec, "node") : NULL;
@@ -328,8 +358,10 @@ static void take_node(struct agent *a, struct json_object *next, const char *key
 		json_object_put(rec);
 		return;
 	}
+	snprintf(origin, sizeof(origin), "node:%s", node);
 	for (size_t i = 0; i < json_object_array_length(list); i++)
-		take_endpoint(a, next, node, addr, json_object_array_get_idx(list, i));
+		fed_take_endpoint(a, next, a->fed->td, origin, addr,
+				  json_object_array_get_idx(list, i));
 	json_object_put(rec);
 }
 
@@ -376,6 +408,7 @@ void fed_sync_all(struct agent *a)
 	sync_policy(a);
 	sync_quarantine_all(a);
 	sync_endpoints(a);
+	fed_links_peers_sync(a);
 }
 
 void fed_sync_key(struct agent *a, const char *key)
@@ -386,4 +419,6 @@ void fed_sync_key(struct agent *a, const char *key)
 		sync_quarantine_one(a, key + strlen(QUARANTINE_KEY));
 	else if (starts(key, ENDPOINTS_KEY))
 		sync_endpoints(a);
+	else if (starts(key, "nodes/"))
+		fed_links_peers_sync(a);
 }

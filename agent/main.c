@@ -98,6 +98,13 @@ static void usage(FILE *out)
 		"The mesh (docs/federation.md; needs --trust-domain and --policy-key):\n"
 		"  --store etcd=URL[,URL...]  keep the mesh's shared state in etcd\n"
 		"  --store-lease-ttl SECONDS  lifetime of this node's records without it (default %u)\n"
+		"  --peer-listen ADDR:PORT    links with the mesh's agents and federated meshes;\n"
+		"                             every agent listens on the same port\n"
+		"  --bundle-endpoint-listen ADDR:PORT\n"
+		"                             serve this trust domain's bundle (https_spiffe)\n"
+		"  --federate-with TD=URL,ENDPOINT-SPIFFE-ID[,BUNDLE-FILE]\n"
+		"                             trust mesh TD: its bundle endpoint, the agent that\n"
+		"                             serves it, a bootstrap bundle (repeatable)\n"
 		"\n"
 		"Observability (docs/observability.md):\n"
 		"  --flow-log PATH            flow log, or \"none\" (default STATE-DIR/flows.log)\n"
@@ -173,6 +180,9 @@ enum {
 	OPT_POLICY_KEY,
 	OPT_STORE,
 	OPT_STORE_LEASE_TTL,
+	OPT_PEER_LISTEN,
+	OPT_BUNDLE_LISTEN,
+	OPT_FEDERATE_WITH,
 };
 
 static const struct option long_opts[] = {
@@ -210,6 +220,9 @@ static const struct option long_opts[] = {
 	{"policy-key", required_argument, NULL, OPT_POLICY_KEY},
 	{"store", required_argument, NULL, OPT_STORE},
 	{"store-lease-ttl", required_argument, NULL, OPT_STORE_LEASE_TTL},
+	{"peer-listen", required_argument, NULL, OPT_PEER_LISTEN},
+	{"bundle-endpoint-listen", required_argument, NULL, OPT_BUNDLE_LISTEN},
+	{"federate-with", required_argument, NULL, OPT_FEDERATE_WITH},
 	{},
 };
 
@@ -244,6 +257,15 @@ static int parse_auth_opt(int c, struct args *a)
 	case OPT_STORE_LEASE_TTL:
 		return parse_u32("--store-lease-ttl", optarg, MSTORE_LEASE_TTL_MIN, 3600,
 				 &a->fed.lease_ttl);
+	case OPT_PEER_LISTEN:
+		a->fed.peer_listen = optarg;
+		return 0;
+	case OPT_BUNDLE_LISTEN:
+		a->fed.bundle_listen = optarg;
+		return 0;
+	case OPT_FEDERATE_WITH:
+		a->fed.federate[a->fed.n_federate++] = optarg;
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -396,7 +418,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 	};
 	a->ifaces = calloc((size_t)argc, sizeof(*a->ifaces));
 	a->auth.bundles = calloc((size_t)argc, sizeof(*a->auth.bundles));
-	if (!a->ifaces || !a->auth.bundles)
+	a->fed.federate = calloc((size_t)argc, sizeof(*a->fed.federate));
+	if (!a->ifaces || !a->auth.bundles || !a->fed.federate)
 		return -ENOMEM;
 	a->opts.ifaces = a->ifaces;
 	while ((c = getopt_long(argc, argv, "vqh", long_opts, NULL)) != -1) {
@@ -425,7 +448,7 @@ static int block_stop_signals(void)
 /* Serves the control socket and events until SIGTERM or SIGINT; returns the signal. */
 static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 {
-	struct pollfd p[8] = { { .fd = sig_fd, .events = POLLIN },
+	struct pollfd p[10] = { { .fd = sig_fd, .events = POLLIN },
 			       { .fd = srv->fd, .events = POLLIN },
 			       { .fd = events_fd(ag->events), .events = POLLIN } };
 	size_t n = 3 + peerauth_pollfds(ag, p + 3, 2);
@@ -434,7 +457,7 @@ static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 	struct signalfd_siginfo si;
 
 	p[obs] = (struct pollfd){ .fd = observe_fd(ag->observe), .events = POLLIN };
-	n += fed_pollfds(ag, p + fed, 2);
+	n += fed_pollfds(ag, p + fed, 4);
 	for (;;) {
 		if (poll(p, n, -1) < 0) {
 			if (errno == EINTR)
@@ -460,6 +483,7 @@ static void args_free(struct args *a)
 {
 	free(a->ifaces);
 	free(a->auth.bundles);
+	free(a->fed.federate);
 }
 
 /* Flow records, flow log, metrics and alerts, once the events reader and state are there. */

@@ -22,6 +22,7 @@
 #include "bundle.h"
 #include "cleanup.h"
 #include "events.h"
+#include "fed.h"
 #include "log.h"
 #include "observe.h"
 #include "peerauth_int.h"
@@ -339,6 +340,23 @@ static void log_outcome(struct agent *a, const struct auth_outcome *o)
 	}
 }
 
+/*
+ * A peer whose SVID no authority of its trust domain vouches for may have
+ * a key this node does not know yet: its bundle is fetched again at once.
+ */
+static void kick_unknown_key(struct agent *a, const struct auth_outcome *o)
+{
+	const char *other = id_name(a->state, o->key.peer_id);
+	char td[SPIFFE_TRUST_DOMAIN_MAX + 1];
+	struct spiffe_id sid;
+
+	if (o->ok || !strstr(o->why, "(untrusted)") || !other ||
+	    spiffe_parse(other, &sid, NULL, 0))
+		return;
+	snprintf(td, sizeof(td), "%.*s", (int)sid.td_len, sid.td);
+	fed_bundles_kick(a, td);
+}
+
 static void on_outcomes(struct agent *a)
 {
 	struct auth_outcome o[OUTCOMES_BATCH];
@@ -349,6 +367,7 @@ static void on_outcomes(struct agent *a)
 		for (size_t i = 0; i < n; i++) {
 			log_outcome(a, &o[i]);
 			observe_auth_outcome(a->observe, &o[i]); /* flow log, metrics, alerts */
+			kick_unknown_key(a, &o[i]);
 		}
 	} while (n == OUTCOMES_BATCH);
 	/* new pairs have renewal times of their own */

@@ -22,6 +22,7 @@
 #include "bundle.h"
 #include "cleanup.h"
 #include "control.h"
+#include "fed.h"
 #include "log.h"
 #include "peerauth_int.h"
 
@@ -160,6 +161,7 @@ int peerauth_trust_update(struct agent *a)
 	if (r)
 		return log_error_errno(r, "trust bundles");
 	auth_engine_set_trust(a->auth->engine, t);
+	fed_trust_changed(a);	/* the links' authorities and the bundle endpoint's document */
 	return 0;
 }
 

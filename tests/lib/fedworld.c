@@ -188,6 +188,11 @@ int fw_setup(struct fw_world *w, int meshes, int per_mesh)
 	int r;
 
 	*w = (struct fw_world){};
+	if (!getenv("FEDGUARDD") || !getenv("FEDGUARDCTL") || !getenv("FEDGUARD_CA")) {
+		fprintf(stderr, "fedworld: FEDGUARDD, FEDGUARDCTL and FEDGUARD_CA must name the "
+			"binaries (meson test sets them)\n");
+		return -ENOENT;
+	}
 	if (meshes < 1 || meshes > FW_MESHES_MAX || per_mesh < 1 ||
 	    meshes * per_mesh > FW_NODES_MAX)
 		return -EINVAL;
@@ -309,6 +314,18 @@ static void agent_args(struct fw_world *w, struct fw_node *n, const char *const 
 	ARG("--policy-key=%s/pk/policy.pub", mesh->dir);
 	ARG("--store=etcd=%s", mesh->etcd.url);
 	ARG("--store-lease-ttl=%d", FW_LEASE_TTL);
+	ARG("--peer-listen=%s:%d", n->addr, FW_PEER_PORT);
+	if (n->idx - 1 == mesh->first)	/* the mesh's first node serves its bundle */
+		ARG("--bundle-endpoint-listen=%s:%d", n->addr, FW_BUNDLE_PORT);
+	for (int m = 0; m < w->n_meshes; m++) {
+		const struct fw_mesh *o = &w->mesh[m];
+		const struct fw_node *ep = &w->node[o->first];
+
+		if (o == mesh || w->no_federation)
+			continue;
+		ARG("--federate-with=%s=https://%s:%d/,spiffe://%s/fedguard/node/%s,%s/bundle.json",
+		    o->td, ep->addr, FW_BUNDLE_PORT, o->td, ep->name, o->dir);
+	}
 	argv[a++] = "-v";
 	for (int i = 0; extra && extra[i] && a < ARGS_MAX - 1; i++)
 		argv[a++] = extra[i];

@@ -57,6 +57,7 @@ struct fw_world {
 	struct fw_mesh mesh[FW_MESHES_MAX];
 	struct fw_node node[FW_NODES_MAX];
 	int n_meshes, n_nodes;
+	bool no_federation;	/* the meshes do not federate (before fw_agent_start()) */
 };
 
 /* Builds meshes x per_mesh nodes with workloads, CAs, keys and an etcd each. 0 or -errno. */
