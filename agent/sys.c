@@ -4,10 +4,13 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -442,5 +445,29 @@ int sys_kernel_hz(__u32 *hz)
 		return log_error_errno(err,
 				       "cannot tell the kernel's HZ from its config or jiffies");
 	log_debug("kernel HZ measured as %u", *hz);
+	return 0;
+}
+
+int sys_notify(const char *state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = getenv("NOTIFY_SOCKET");
+	_cleanup_close_ int fd = -1;
+	size_t len;
+
+	if (!path || !*path)
+		return 0;
+	len = strlen(path);
+	if ((path[0] != '/' && path[0] != '@') || len < 2 || len > sizeof(sa.sun_path))
+		return log_debug_errno(-EINVAL, "NOTIFY_SOCKET '%s'", path);
+	memcpy(sa.sun_path, path, len);
+	if (path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return log_debug_errno(-errno, "NOTIFY_SOCKET '%s': socket", path);
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (const struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		return log_debug_errno(-errno, "NOTIFY_SOCKET '%s': cannot send '%s'", path, state);
 	return 0;
 }
