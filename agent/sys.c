@@ -154,6 +154,36 @@ static int cgroup_check_dir(const char *arg, const char *path)
 	return 0;
 }
 
+/*
+ * The level of the cgroup @rel below the mount @mnt, counted from the
+ * hierarchy's root: what bpf_get_current_ancestor_cgroup_id() takes.
+ * mountinfo gives the mount's root, but inside a cgroup namespace (a
+ * Kubernetes pod's) relative to the namespace's root ("/../../.."), which
+ * says nothing of its depth. The hierarchy's root is told apart by its
+ * files instead: it is the only cgroup without cgroup.events. So a mount
+ * of the root needs no mountinfo; a mount of a subtree from outside the
+ * namespace cannot be placed and is refused.
+ */
+static int cgroup_level(const struct sys_mount *mnt, const char *rel, const char *arg,
+			__u32 *level)
+{
+	char events[PATH_MAX];
+
+	snprintf(events, sizeof(events), "%s/cgroup.events", mnt->target);
+	if (access(events, F_OK) < 0 && errno == ENOENT) {
+		*level = path_depth(rel);
+		return 0;
+	}
+	if (!strcmp(mnt->root, "/..") || !strncmp(mnt->root, "/../", 4)) {
+		log_error("cgroup '%s': the cgroup2 mount '%s' shows a subtree from outside this "
+			  "cgroup namespace ('%s'): mount the hierarchy's root there instead",
+			  arg, mnt->target, mnt->root);
+		return -EINVAL;
+	}
+	*level = path_depth(mnt->root) + path_depth(rel);
+	return 0;
+}
+
 int sys_cgroup_resolve(const char *arg, struct sys_cgroup *out)
 {
 	_cleanup_free_ struct sys_mount *mnt = NULL;
@@ -189,7 +219,9 @@ int sys_cgroup_resolve(const char *arg, struct sys_cgroup *out)
 	err = sys_cgroup_id(real, &out->id);
 	if (err)
 		return log_error_errno(err, "cgroup '%s': cannot read its cgroup id", arg);
-	out->level = path_depth(mnt->root) + path_depth(rel);
+	err = cgroup_level(mnt, rel, arg, &out->level);
+	if (err)
+		return err;
 	memcpy(out->path, real, sizeof(real));
 	return 0;
 }
