@@ -597,7 +597,9 @@ static int agent_start(struct args *a, struct loader *l, struct agent *ag)
 {
 	int r;
 
-	*ag = (struct agent){ .instance = a->opts.instance, .loader = l };
+	*ag = (struct agent){
+		.instance = a->opts.instance, .version = FEDGUARD_VERSION, .loader = l
+	};
 	if (a->state_dir)
 		snprintf(ag->state_dir, sizeof(ag->state_dir), "%s", a->state_dir);
 	else
