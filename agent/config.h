@@ -40,7 +40,7 @@ struct config_spec {
 	const char *const *repeatable;	  /* options that may be given several times */
 	const char *const *cmdline_only;  /* commands, not settings: refused in a file */
 	int config_val;			  /* the option naming the file (--config FILE) */
-	int check_val;			  /* the same, to check it only (--check-config FILE) */
+	int check_val;			  /* the same, to check only (--check-config FILE) */
 };
 
 struct config;

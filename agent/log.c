@@ -44,7 +44,8 @@ static void log_write(enum log_level level, const char *msg, int err)
 		prefix_fn(prefix_ctx, msg, pre, sizeof(pre));
 	if (err) {
 		errno = err < 0 ? -err : err;
-		snprintf(line, sizeof(line), "%s: %s%.*s: %m\n", level_prefix[level], pre, len, msg);
+		snprintf(line, sizeof(line), "%s: %s%.*s: %m\n", level_prefix[level], pre, len,
+			 msg);
 	} else {
 		snprintf(line, sizeof(line), "%s: %s%.*s\n", level_prefix[level], pre, len, msg);
 	}
