@@ -102,7 +102,9 @@ static int run(const char *fmt, ...)
 
 /* --- Kubernetes ----------------------------------------------------------------------------- */
 
-#define MANIFESTS "deploy/kubernetes/base/*.yaml deploy/kubernetes/meshes/*/*.yaml"
+#define MANIFESTS                                                                                  \
+	"deploy/kubernetes/base/*.yaml deploy/kubernetes/meshes/*/*.yaml "                         \
+	"deploy/kubernetes/uninstall/*.yaml"
 
 /* The validator and its packages (scripts/setup.sh installs them); else skip, or fail in CI. */
 static void require_validator(void)

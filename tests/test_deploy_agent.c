@@ -559,3 +559,39 @@ Test(deploy_agent, sighup_without_a_file_is_no_error)
 	register_and_allow();
 	expect_enforcing();
 }
+
+/* --- the DaemonSet's probes ---------------------------------------------------------------- */
+
+/* The shell command of the DaemonSet's readinessProbe, for instance @instance. */
+static void readiness_probe(char *out, size_t len, const char *instance)
+{
+	char path[PATH_MAX], cmd[512], *at;
+	const char *yaml, *p;
+	regmatch_t m[2];
+	regex_t re;
+
+	snprintf(path, sizeof(path), "%s/deploy/kubernetes/base/daemonset.yaml",
+		 getenv("FG_SOURCE_ROOT"));
+	yaml = read_text(path);
+	p = strstr(yaml, "readinessProbe:");
+	cr_assert_not_null(p, "the DaemonSet has no readinessProbe");
+	cr_assert_eq(regcomp(&re, "command: \\[/bin/sh, -c, '([^']+)'\\]", REG_EXTENDED), 0);
+	cr_assert_eq(regexec(&re, p, 2, m, 0), 0, "the readinessProbe is not a shell command");
+	snprintf(cmd, sizeof(cmd), "%.*s", (int)(m[1].rm_eo - m[1].rm_so), p + m[1].rm_so);
+	regfree(&re);
+	at = strstr(cmd, "fedguardctl ");
+	cr_assert_not_null(at, "the readinessProbe does not ask fedguardctl: %s", cmd);
+	snprintf(out, len, "%.*s%s --instance %s %s", (int)(at - cmd), cmd, getenv("FEDGUARDCTL"),
+		 instance, at + strlen("fedguardctl "));
+}
+
+Test(deploy_agent, the_readiness_probe_follows_the_agent)
+{
+	char probe[1024];
+
+	readiness_probe(probe, sizeof(probe), sb.instance);
+	cr_assert_eq(sb_agent_start(&sb), 0);
+	cr_expect_eq(sb_sh("%s", probe), 0, "not ready while the agent serves: %s", probe);
+	cr_assert_eq(sb_agent_stop(&sb, SIGTERM), 0);
+	cr_expect_neq(sb_sh("%s", probe), 0, "ready without an agent: %s", probe);
+}
