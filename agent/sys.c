@@ -167,7 +167,7 @@ static int cgroup_check_dir(const char *arg, const char *path)
 static int cgroup_level(const struct sys_mount *mnt, const char *rel, const char *arg,
 			__u32 *level)
 {
-	char events[PATH_MAX];
+	char events[PATH_MAX + 16];
 
 	snprintf(events, sizeof(events), "%s/cgroup.events", mnt->target);
 	if (access(events, F_OK) < 0 && errno == ENOENT) {
