@@ -127,6 +127,8 @@ static int cmd_status(void *ctx, struct json_object *args, struct json_object *r
 	__u32 gen = 0;
 
 	json_object_object_add(result, "instance", json_object_new_string(a->instance));
+	if (a->version)
+		json_object_object_add(result, "version", json_object_new_string(a->version));
 	json_object_object_add(result, "adopted", json_object_new_boolean(a->loader->adopted));
 	json_object_object_add(result, "cgroup", json_object_new_string(a->loader->cgroup.path));
 	json_object_object_add(result, "pin_dir", json_object_new_string(a->loader->pin_dir));

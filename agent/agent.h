@@ -22,6 +22,7 @@ struct fed;
 
 struct agent {
 	const char *instance;
+	const char *version;		/* of the fedguardd binary, for status */
 	struct loader *loader;
 	struct datapath dp;
 	struct json_object *state;	/* committed: what the maps and the disk hold */

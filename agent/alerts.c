@@ -54,6 +54,16 @@ int alerts_new(const struct alerts_config *cfg, struct alerts **out)
 	return 0;
 }
 
+int alerts_set_config(struct alerts *a, const struct alerts_config *cfg)
+{
+	if (!cfg->window_s)
+		return -EINVAL;
+	a->cfg.deny_threshold = cfg->deny_threshold;
+	a->cfg.auth_failures = cfg->auth_failures;
+	a->cfg.window_s = cfg->window_s;
+	return 0;
+}
+
 static void alert_release(struct alert *al)
 {
 	flow_name_put(al->name);

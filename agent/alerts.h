@@ -71,6 +71,13 @@ struct alerts_stats {
 struct alerts;
 
 int alerts_new(const struct alerts_config *cfg, struct alerts **out);
+
+/*
+ * New thresholds and window (keep stays as it was): they apply from the
+ * next record on, to the windows already open as well. -EINVAL for a
+ * window of 0.
+ */
+int alerts_set_config(struct alerts *a, const struct alerts_config *cfg);
 void alerts_free(struct alerts *a);
 
 /*

@@ -10,6 +10,8 @@
 
 static enum log_level max_level = FG_LOG_INFO;
 static bool libbpf_demoted;
+static _Thread_local log_prefix_fn prefix_fn;
+static _Thread_local void *prefix_ctx;
 
 static const char *const level_prefix[] = {
 	[FG_LOG_ERROR] = "error", [FG_LOG_WARN] = "warning", [FG_LOG_INFO] = "info",
@@ -34,17 +36,26 @@ enum log_level log_get_level(void)
 static void log_write(enum log_level level, const char *msg, int err)
 {
 	int len = (int)strlen(msg);
-	char line[4096];
+	char line[4096], pre[512] = "";
 
 	while (len > 0 && msg[len - 1] == '\n')
 		len--;
+	if (prefix_fn)
+		prefix_fn(prefix_ctx, msg, pre, sizeof(pre));
 	if (err) {
 		errno = err < 0 ? -err : err;
-		snprintf(line, sizeof(line), "%s: %.*s: %m\n", level_prefix[level], len, msg);
+		snprintf(line, sizeof(line), "%s: %s%.*s: %m\n", level_prefix[level], pre, len,
+			 msg);
 	} else {
-		snprintf(line, sizeof(line), "%s: %.*s\n", level_prefix[level], len, msg);
+		snprintf(line, sizeof(line), "%s: %s%.*s\n", level_prefix[level], pre, len, msg);
 	}
 	fputs(line, stderr);
+}
+
+void log_set_prefix(log_prefix_fn fn, void *ctx)
+{
+	prefix_fn = fn;
+	prefix_ctx = ctx;
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

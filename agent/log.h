@@ -31,6 +31,16 @@ void log_setup_libbpf(void);
  */
 void log_libbpf_demote(bool on);
 
+/*
+ * A prefix for the messages of the calling thread only: while set, fn is
+ * asked for each message (already formatted) and may write a prefix into
+ * buf (len bytes, empty at the call) that goes before it. The
+ * configuration file uses it so that the errors of the options it feeds
+ * name FILE:LINE:COLUMN. NULL removes it.
+ */
+typedef void (*log_prefix_fn)(void *ctx, const char *msg, char *buf, unsigned int len);
+void log_set_prefix(log_prefix_fn fn, void *ctx);
+
 __attribute__((format(printf, 2, 3))) void log_msg(enum log_level level, const char *fmt, ...);
 
 /* Logs "<message>: <strerror(-err)>" and returns err (a negative errno). */

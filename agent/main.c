@@ -18,6 +18,7 @@
 #include "addr.h"
 #include "agent.h"
 #include "cleanup.h"
+#include "config.h"
 #include "control.h"
 #include "datapath.h"
 #include "events.h"
@@ -58,6 +59,10 @@ struct args {
 	const char *policy_key;	    /* --policy-key */
 	const char *node_addr;	    /* --node-address as given */
 	struct fed_opts fed;	    /* --store and what goes with it */
+	struct config *config;	    /* --config FILE: its strings are the options' */
+	struct config *applied;	    /* the file as the last SIGHUP applied it */
+	int argc;		    /* the command line, for SIGHUP to parse again */
+	char **argv;
 };
 
 static void usage(FILE *out)
@@ -121,6 +126,13 @@ static void usage(FILE *out)
 		"                             within the window, 0 for never (default %d)\n"
 		"  --alert-window SECONDS     the alerts' window (default %d)\n"
 		"\n"
+		"Configuration (docs/configuration.md):\n"
+		"  --config FILE              options from FILE (YAML, keys are the long option\n"
+		"                             names); the command line overrides it; SIGHUP\n"
+		"                             reloads what can change at run time\n"
+		"  --check-config FILE        check FILE with the command line, print \"ok\" or\n"
+		"                             the errors, start nothing (exit 0, 1 or 2)\n"
+		"\n"
 		"  --uninstall                detach and unpin everything of the instance\n"
 		"  -v, --verbose              more output (twice: libbpf debug output)\n"
 		"  -q, --quiet                errors only\n"
@@ -183,6 +195,8 @@ enum {
 	OPT_PEER_LISTEN,
 	OPT_BUNDLE_LISTEN,
 	OPT_FEDERATE_WITH,
+	OPT_CONFIG,
+	OPT_CHECK_CONFIG,
 };
 
 static const struct option long_opts[] = {
@@ -223,7 +237,33 @@ static const struct option long_opts[] = {
 	{"peer-listen", required_argument, NULL, OPT_PEER_LISTEN},
 	{"bundle-endpoint-listen", required_argument, NULL, OPT_BUNDLE_LISTEN},
 	{"federate-with", required_argument, NULL, OPT_FEDERATE_WITH},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
 	{},
+};
+
+/*
+ * The configuration file takes every option of long_opts (agent/config.h).
+ * Options that may be given several times take a list there: keep this in
+ * step with "(repeatable)" in usage() (tests/test_config.c checks both).
+ * The commands are not settings and are refused in a file.
+ */
+static const char *const repeatable_opts[] = {"iface", "bundle", "federate-with", NULL};
+static const char *const cmdline_only_opts[] = {"help", "version", "uninstall", "config",
+						"check-config", NULL};
+
+/* What SIGHUP applies from the file; every other change needs a restart. */
+static const char *const runtime_opts[] = {"verbose", "quiet", "alert-deny-threshold",
+					   "alert-auth-failures", "alert-window", NULL};
+
+static const struct config_spec config_spec = {
+	.program = "fedguardd",
+	.shortopts = "vqh",
+	.opts = long_opts,
+	.repeatable = repeatable_opts,
+	.cmdline_only = cmdline_only_opts,
+	.config_val = OPT_CONFIG,
+	.check_val = OPT_CHECK_CONFIG,
 };
 
 /* One option of identity and peer authentication; 0 or -EINVAL. */
@@ -369,6 +409,9 @@ static int parse_opt(int c, struct args *a)
 	case OPT_VERSION:
 		printf("fedguardd %s\n", FEDGUARD_VERSION);
 		return ARGS_DONE;
+	case OPT_CONFIG:
+	case OPT_CHECK_CONFIG:
+		return 0;	/* config_open() took the file */
 	default:
 		return parse_auth_opt(c, a);
 	}
@@ -398,9 +441,18 @@ static int check_args(const struct args *a, int argc, char **argv)
 	return fed_opts_check(&a->fed, &a->auth, a->policy_key != NULL);
 }
 
-/* 0 to go on, ARGS_DONE after --help or --version, -EINVAL on a usage error. */
+static int feed_opt(int c, void *a)
+{
+	return parse_opt(c, a);
+}
+
+/*
+ * 0 to go on, ARGS_DONE after --help or --version, -EINVAL on a usage error.
+ * The defaults, then the --config file, then the command line.
+ */
 static int parse_args(int argc, char **argv, struct args *a)
 {
+	size_t max;
 	int c, r;
 
 	*a = (struct args){
@@ -415,21 +467,33 @@ static int parse_args(int argc, char **argv, struct args *a)
 		.obs.alerts.auth_failures = ALERTS_AUTH_FAILURES_DEFAULT,
 		.obs.alerts.window_s = ALERTS_WINDOW_S_DEFAULT,
 		.auth.svid_ttl = SVIDS_TTL_DEFAULT,
+		.argc = argc,
+		.argv = argv,
 	};
-	a->ifaces = calloc((size_t)argc, sizeof(*a->ifaces));
-	a->auth.bundles = calloc((size_t)argc, sizeof(*a->auth.bundles));
-	a->fed.federate = calloc((size_t)argc, sizeof(*a->fed.federate));
+	r = config_open(&config_spec, argc, argv, &a->config);
+	if (r)
+		return r;
+	max = (size_t)argc + config_count(a->config);
+	a->ifaces = calloc(max, sizeof(*a->ifaces));
+	a->auth.bundles = calloc(max, sizeof(*a->auth.bundles));
+	a->fed.federate = calloc(max, sizeof(*a->fed.federate));
 	if (!a->ifaces || !a->auth.bundles || !a->fed.federate)
 		return -ENOMEM;
 	a->opts.ifaces = a->ifaces;
-	while ((c = getopt_long(argc, argv, "vqh", long_opts, NULL)) != -1) {
+	r = config_feed(a->config, feed_opt, a);
+	if (r)
+		return r;
+	while ((c = getopt_long(argc, argv, config_spec.shortopts, long_opts, NULL)) != -1) {
 		r = parse_opt(c, a);
 		if (r)
 			return r;
 	}
 	if (!a->events_burst_given)
 		a->opts.events_burst = a->opts.events_rate ? a->opts.events_rate : 1;
-	return check_args(a, argc, argv);
+	config_annotate(a->config);
+	r = check_args(a, argc, argv);
+	config_annotate(NULL);
+	return r;
 }
 
 static int block_stop_signals(void)
@@ -440,13 +504,80 @@ static int block_stop_signals(void)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	fd = signalfd(-1, &set, SFD_CLOEXEC);
 	return fd < 0 ? log_error_errno(-errno, "signalfd") : fd;
 }
 
+static void args_free(struct args *a)
+{
+	free(a->ifaces);
+	free(a->auth.bundles);
+	free(a->fed.federate);
+	config_free(a->config);
+	config_free(a->applied);
+}
+
+static bool is_runtime_opt(const char *name)
+{
+	for (const char *const *o = runtime_opts; *o; o++)
+		if (!strcmp(*o, name))
+			return true;
+	return false;
+}
+
+static void restart_needed(const char *name, void *ctx)
+{
+	if (!is_runtime_opt(name))
+		log_warn("SIGHUP: '%s' changed: it needs a restart of fedguardd, the running "
+			 "value stays", name);
+}
+
+static void runtime_changed(const char *name, void *ctx)
+{
+	if (!is_runtime_opt(name))
+		return;
+	log_info("SIGHUP: '%s' changed: applied", name);
+	*(bool *)ctx = true;
+}
+
+/*
+ * SIGHUP: the --config file again, through parse_args() as at start. What
+ * can change at run time (runtime_opts) is applied; other changes are named
+ * and left as they run. A file with errors changes nothing.
+ */
+static void reload(struct args *a, struct agent *ag)
+{
+	__attribute__((cleanup(args_free))) struct args next = {};
+	const char *path = config_path(a->config);
+	bool apply = false;
+
+	if (!path) {
+		log_warn("SIGHUP: fedguardd runs without --config: nothing to reload");
+		return;
+	}
+	sys_notify("RELOADING=1");
+	if (parse_args(a->argc, a->argv, &next)) {
+		log_error("SIGHUP: configuration '%s' has errors (above): nothing changed", path);
+		sys_notify("READY=1");
+		return;
+	}
+	config_each_change(a->config, next.config, restart_needed, NULL);
+	config_each_change(a->applied ? a->applied : a->config, next.config, runtime_changed,
+			   &apply);
+	if (apply) {
+		log_set_level(next.level);
+		observe_set_alerts(ag->observe, &next.obs.alerts);
+	}
+	config_free(a->applied);
+	a->applied = take_ptr(next.config);
+	log_info("SIGHUP: configuration '%s' reloaded", path);
+	sys_notify("READY=1");
+}
+
 /* Serves the control socket and events until SIGTERM or SIGINT; returns the signal. */
-static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
+static int serve(struct args *a, struct agent *ag, struct control_server *srv, int sig_fd)
 {
 	struct pollfd p[10] = { { .fd = sig_fd, .events = POLLIN },
 			       { .fd = srv->fd, .events = POLLIN },
@@ -464,9 +595,10 @@ static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 				continue;
 			return log_error_errno(-errno, "poll");
 		}
-		if (p[0].revents & POLLIN) {
-			if (read(sig_fd, &si, sizeof(si)) == sizeof(si))
+		if (p[0].revents & POLLIN && read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+			if (si.ssi_signo != SIGHUP)
 				return (int)si.ssi_signo;
+			reload(a, ag);
 		}
 		if (p[1].revents & POLLIN)
 			control_serve(srv, agent_commands, ag);
@@ -477,13 +609,6 @@ static int serve(struct agent *ag, struct control_server *srv, int sig_fd)
 			observe_dispatch(ag->observe);
 		fed_dispatch(ag, p + fed, n - fed);
 	}
-}
-
-static void args_free(struct args *a)
-{
-	free(a->ifaces);
-	free(a->auth.bundles);
-	free(a->fed.federate);
 }
 
 /* Flow records, flow log, metrics and alerts, once the events reader and state are there. */
@@ -521,7 +646,9 @@ static int agent_start(struct args *a, struct loader *l, struct agent *ag)
 {
 	int r;
 
-	*ag = (struct agent){ .instance = a->opts.instance, .loader = l };
+	*ag = (struct agent){
+		.instance = a->opts.instance, .version = FEDGUARD_VERSION, .loader = l
+	};
 	if (a->node_addr)
 		snprintf(ag->node_addr, sizeof(ag->node_addr), "%s", a->node_addr);
 	if (a->state_dir)
@@ -556,6 +683,15 @@ static int control_start(const struct args *a, struct control_server *srv)
 	return control_listen(path, a->control_group, srv);
 }
 
+/* --check-config: "ok" and 0, or 1 after the errors (a command line that does not parse: 2). */
+static int check_config_verdict(int r)
+{
+	if (r)
+		return EXIT_FAILURE;
+	printf("ok\n");
+	return EXIT_SUCCESS;
+}
+
 int main(int argc, char **argv)
 {
 	__attribute__((cleanup(args_free))) struct args a = {};
@@ -569,6 +705,8 @@ int main(int argc, char **argv)
 	r = parse_args(argc, argv, &a);
 	if (r == ARGS_DONE)
 		return EXIT_SUCCESS;
+	if (config_check_only(a.config))	/* the verdict on the file; nothing starts */
+		return check_config_verdict(r);
 	if (r == -EINVAL) {
 		fprintf(stderr, "Try 'fedguardd --help'.\n");
 		return EXIT_USAGE;
@@ -604,10 +742,12 @@ int main(int argc, char **argv)
 	if (r == 0)
 		r = agent_start(&a, l, &ag);
 	if (r == 0) {
-		log_info("fedguardd: instance '%s' ready", a.opts.instance);
+		log_info("fedguardd %s: instance '%s' ready", FEDGUARD_VERSION, a.opts.instance);
+		sys_notify("READY=1");
 
-		/* 9. Serve until SIGTERM or SIGINT; enforcement stays in place. */
-		sig = serve(&ag, &srv, sig_fd);
+		/* 9. Serve until SIGTERM or SIGINT (SIGHUP reloads); enforcement stays in place. */
+		sig = serve(&a, &ag, &srv, sig_fd);
+		sys_notify("STOPPING=1");
 		log_info("%s: exiting, instance '%s' stays attached",
 			 sig > 0 ? strsignal(sig) : "error", a.opts.instance);
 	}

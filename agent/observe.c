@@ -431,6 +431,11 @@ int observe_start(const struct observe_config *cfg, struct agent *ag, struct obs
 	return 0;
 }
 
+int observe_set_alerts(struct observe *o, const struct alerts_config *cfg)
+{
+	return o ? alerts_set_config(o->alerts, cfg) : -EINVAL;
+}
+
 void observe_free(struct observe *o)
 {
 	if (!o)

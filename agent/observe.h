@@ -60,6 +60,9 @@ struct observe;
  */
 int observe_start(const struct observe_config *cfg, struct agent *ag, struct observe **out);
 
+/* The alert detector's thresholds and window, changed at run time (SIGHUP). */
+int observe_set_alerts(struct observe *o, const struct alerts_config *cfg);
+
 /* Writes out the flow log, closes followers and the metrics endpoint. */
 void observe_free(struct observe *o);
 

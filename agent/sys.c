@@ -4,10 +4,13 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -151,6 +154,36 @@ static int cgroup_check_dir(const char *arg, const char *path)
 	return 0;
 }
 
+/*
+ * The level of the cgroup @rel below the mount @mnt, counted from the
+ * hierarchy's root: what bpf_get_current_ancestor_cgroup_id() takes.
+ * mountinfo gives the mount's root, but inside a cgroup namespace (a
+ * Kubernetes pod's) relative to the namespace's root ("/../../.."), which
+ * says nothing of its depth. The hierarchy's root is told apart by its
+ * files instead: it is the only cgroup without cgroup.events. So a mount
+ * of the root needs no mountinfo; a mount of a subtree from outside the
+ * namespace cannot be placed and is refused.
+ */
+static int cgroup_level(const struct sys_mount *mnt, const char *rel, const char *arg,
+			__u32 *level)
+{
+	char events[PATH_MAX + 16];
+
+	snprintf(events, sizeof(events), "%s/cgroup.events", mnt->target);
+	if (access(events, F_OK) < 0 && errno == ENOENT) {
+		*level = path_depth(rel);
+		return 0;
+	}
+	if (!strcmp(mnt->root, "/..") || !strncmp(mnt->root, "/../", 4)) {
+		log_error("cgroup '%s': the cgroup2 mount '%s' shows a subtree from outside this "
+			  "cgroup namespace ('%s'): mount the hierarchy's root there instead",
+			  arg, mnt->target, mnt->root);
+		return -EINVAL;
+	}
+	*level = path_depth(mnt->root) + path_depth(rel);
+	return 0;
+}
+
 int sys_cgroup_resolve(const char *arg, struct sys_cgroup *out)
 {
 	_cleanup_free_ struct sys_mount *mnt = NULL;
@@ -186,7 +219,9 @@ int sys_cgroup_resolve(const char *arg, struct sys_cgroup *out)
 	err = sys_cgroup_id(real, &out->id);
 	if (err)
 		return log_error_errno(err, "cgroup '%s': cannot read its cgroup id", arg);
-	out->level = path_depth(mnt->root) + path_depth(rel);
+	err = cgroup_level(mnt, rel, arg, &out->level);
+	if (err)
+		return err;
 	memcpy(out->path, real, sizeof(real));
 	return 0;
 }
@@ -442,5 +477,29 @@ int sys_kernel_hz(__u32 *hz)
 		return log_error_errno(err,
 				       "cannot tell the kernel's HZ from its config or jiffies");
 	log_debug("kernel HZ measured as %u", *hz);
+	return 0;
+}
+
+int sys_notify(const char *state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = getenv("NOTIFY_SOCKET");
+	_cleanup_close_ int fd = -1;
+	size_t len;
+
+	if (!path || !*path)
+		return 0;
+	len = strlen(path);
+	if ((path[0] != '/' && path[0] != '@') || len < 2 || len > sizeof(sa.sun_path))
+		return log_debug_errno(-EINVAL, "NOTIFY_SOCKET '%s'", path);
+	memcpy(sa.sun_path, path, len);
+	if (path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return log_debug_errno(-errno, "NOTIFY_SOCKET '%s': socket", path);
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (const struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		return log_debug_errno(-errno, "NOTIFY_SOCKET '%s': cannot send '%s'", path, state);
 	return 0;
 }

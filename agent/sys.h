@@ -75,4 +75,13 @@ int sys_lock_instance(const char *instance, int *fd);
 /* Removes the lock file of an instance (while still holding it). */
 int sys_unlink_lock(const char *instance);
 
+/*
+ * Tells the service manager about the process, as sd_notify(3) does,
+ * without libsystemd: one datagram of @state (e.g. "READY=1") to the
+ * AF_UNIX socket in $NOTIFY_SOCKET (a path, or "@name" for the abstract
+ * namespace). 0 when sent or when there is no $NOTIFY_SOCKET; -EINVAL for
+ * a value that is neither; else the -errno of sending.
+ */
+int sys_notify(const char *state);
+
 #endif /* FEDGUARD_SYS_H */

@@ -11,6 +11,7 @@ packages=(
 	libcriterion-dev
 	etcd-server
 	iproute2 util-linux procps
+	binutils systemd
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -26,6 +27,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup.sh: installing ${missing[*]}"
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node.js and the Kubernetes schema validators of tests/k8s (tests/test_deploy.c).
+# The machine's own node is used when there is one; Debian's otherwise.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	echo "setup.sh: installing nodejs npm"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+k8s=$(dirname "$0")/../tests/k8s
+if [ ! -f "$k8s/node_modules/.package-lock.json" ] ||
+	[ "$k8s/package-lock.json" -nt "$k8s/node_modules/.package-lock.json" ]; then
+	echo "setup.sh: npm ci in tests/k8s"
+	npm ci --prefix "$k8s" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
 # bpffs: fedguardd mounts it too, but tests and bpftool expect it now.

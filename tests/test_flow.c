@@ -311,6 +311,33 @@ Test(alerts, denies_below_the_threshold_raise_nothing)
 	alerts_free(a);
 }
 
+Test(alerts, thresholds_change_at_run_time)
+{
+	struct alerts_config cfg = {.deny_threshold = 100, .window_s = 10, .keep = 7};
+	struct alerts *a;
+	int raised = 0;
+
+	cr_assert_eq(alerts_new(&cfg, &a), 0);
+	for (int i = 0; i < 3; i++) {
+		struct flow_record r = drop_at(T0_MS + i, FG_REASON_DENY_POLICY, FG_DIR_EGRESS);
+
+		raised += alerts_feed(a, &r);
+	}
+	cr_expect_eq(raised, 0);
+	/* SIGHUP lowers the threshold: the open window's count goes on from 3 */
+	cfg = (struct alerts_config){.deny_threshold = 4, .window_s = 10};
+	cr_assert_eq(alerts_set_config(a, &cfg), 0);
+	for (int i = 3; i < 6; i++) {
+		struct flow_record r = drop_at(T0_MS + i, FG_REASON_DENY_POLICY, FG_DIR_EGRESS);
+
+		raised += alerts_feed(a, &r);
+	}
+	cr_expect_eq(raised, 1, "the lowered threshold raised %d alerts", raised);
+	cfg.window_s = 0;
+	cr_expect_eq(alerts_set_config(a, &cfg), -EINVAL);
+	alerts_free(a);
+}
+
 Test(alerts, spoofing_and_quarantine_hits_alert_at_once)
 {
 	struct alerts_config cfg = {.deny_threshold = 0, .window_s = 10};

@@ -225,6 +225,11 @@ static void serve(int ready_fd, int port, int other_port)
 	}
 }
 
+int sb_enter(const char *cgroup, const char *netns)
+{
+	return enter(cgroup, netns);
+}
+
 static const char *side_ns(const struct sandbox *sb, enum sb_side side)
 {
 	return side == SB_CLIENT ? sb->ns_client : sb->ns_server;

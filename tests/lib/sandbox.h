@@ -99,6 +99,12 @@ int sb_serve_ports_in(const char *cgroup, const char *netns, int port, int other
  */
 int sb_first_byte_in(const char *cgroup, const char *netns, int family, const char *addr, int port);
 
+/*
+ * In a child process: become a process of @cgroup (NULL: none) in network
+ * namespace @netns, to die with the parent; 0 or -errno.
+ */
+int sb_enter(const char *cgroup, const char *netns);
+
 /* sb_connect() from either side. */
 int sb_connect_from(struct sandbox *sb, enum sb_side side, int family, int type, const char *addr,
 		    int port);
