@@ -76,6 +76,12 @@ void fed_policy_applied(struct agent *a);
 /* The trust bundles changed: the links' authorities, the bundle endpoint's document. */
 void fed_trust_changed(struct agent *a);
 
+/*
+ * Trust domain td was removed (bundle.del): what its mesh announced goes
+ * too (endpoints, quarantines), and its links; counts in result.
+ */
+void fed_trust_domain_removed(struct agent *a, const char *td, struct json_object *result);
+
 /* A peer of trust domain td presented a key not in its bundle: fetch it now (limited). */
 void fed_bundles_kick(struct agent *a, const char *td);
 

@@ -284,6 +284,11 @@ static int bootstrap(struct agent *a, struct fed_remote *r)
 
 	if (bundle_set_lookup(a->auth->bundles, r->td))
 		return 0;
+	if (peerauth_bundle_deleted(a, r->td)) {
+		log_warn("mesh '%s': its bundle was deleted at run time (bundle del): not "
+			 "federated until 'fedguardctl bundle set %s FILE'", r->td, r->td);
+		return 0;
+	}
 	if (!r->bundle_file[0])
 		return log_error_errno(-ENOENT, "mesh '%s': no bundle to authenticate its bundle "
 				       "endpoint with: give one in --federate-with (the third field) "

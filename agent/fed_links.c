@@ -196,7 +196,8 @@ static struct json_object *export_entry(const char *id, struct json_object *reg,
 
 /*
  * The endpoints of this mesh (own workloads, and the other agents' from the
- * store) that policy lets identities of td call.
+ * store) that policy lets identities of td call, or lets call identities
+ * of td (td's agents must know who calls them).
  */
 static struct json_object *export_endpoints(struct agent *a, const char *td)
 {
@@ -220,7 +221,8 @@ static struct json_object *export_endpoints(struct agent *a, const char *td)
 				continue;	/* only what this mesh itself publishes */
 			node = local ? a->node_addr : str_of(reg, "node");
 			if (!node || !json_object_object_get(reg, "ips") ||
-			    !policy_admits_from_td(doc, td, &v.ids[i]))
+			    (!policy_admits_from_td(doc, td, &v.ids[i]) &&
+			     !policy_admits_to_td(doc, &v.ids[i], td)))
 				continue;
 			json_object_array_add(list, export_entry(id, reg, node));
 		}
@@ -868,4 +870,43 @@ void fed_links_remote_items(struct agent *a, struct json_object *list)
 		json_object_array_add(list, item);
 	}
 	free(info);
+}
+
+void fed_trust_domain_removed(struct agent *a, const char *td, struct json_object *result)
+{
+	struct fed *f = a->fed;
+	struct json_object *next;
+	struct control_error err = {};
+	char origin[SPIFFE_TRUST_DOMAIN_MAX + 8];
+	int endpoints = 0, quarantines = 0, links = 0;
+
+	if (!f)
+		return;
+	snprintf(origin, sizeof(origin), "td:%s", td);
+	next = state_copy(a->state);
+	json_object_object_foreach(state_section(a->state, "endpoints"), id, e)
+	{
+		const char *o = str_of(e, "origin");
+
+		if (o && strcmp(o, origin) == 0 && ++endpoints)
+			json_object_object_del(state_section(next, "endpoints"), id);
+	}
+	json_object_object_foreach(state_section(a->state, "quarantine"), t, q)
+	{
+		const char *o = str_of(q, "origin");
+
+		if (o && strcmp(o, origin) == 0 && ++quarantines)
+			json_object_object_del(state_section(next, "quarantine"), t);
+	}
+	if (endpoints + quarantines == 0)
+		json_object_put(next);
+	else if (agent_commit(a, next, &err))
+		log_error("trust domain '%s': its endpoints and quarantines stay: %s", td,
+			  err.message);
+	if (f->links)
+		links = link_close_td(f->links, td, "the trust domain was removed from the federation");
+	log_info("trust domain '%s' removed: %d endpoints, %d of its quarantines, %d links", td,
+		 endpoints, quarantines, links);
+	json_object_object_add(result, "endpoints_removed", json_object_new_int(endpoints));
+	json_object_object_add(result, "links_closed", json_object_new_int(links));
 }

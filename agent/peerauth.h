@@ -109,6 +109,9 @@ int peerauth_bundle_set(struct agent *a, const char *td, const char *json, size_
 int peerauth_bundle_del(struct agent *a, const char *td, struct json_object *result,
 			struct control_error *err);
 
+/* Whether td's bundle was deleted at run time (bundle.del), which outlives a restart. */
+bool peerauth_bundle_deleted(const struct agent *a, const char *td);
+
 /* bundle.list: [{trust_domain, authorities, sequence, refresh_hint, revoked, own}]. */
 int peerauth_bundle_list(struct agent *a, struct json_object *result);
 

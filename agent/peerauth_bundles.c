@@ -336,7 +336,19 @@ int peerauth_bundle_del(struct agent *a, const char *td, struct json_object *res
 	bundle_set_delete(a->auth->bundles, td);
 	log_info("bundle of '%s' deleted", td);
 	json_object_object_add(result, "trust_domain", json_object_new_string(td));
-	return retrust(a, td, true, result, err);
+	r = retrust(a, td, true, result, err);
+	if (!r)
+		fed_trust_domain_removed(a, td, result);	/* its endpoints and quarantines */
+	return r;
+}
+
+bool peerauth_bundle_deleted(const struct agent *a, const char *td)
+{
+	char dir[PATH_MAX], path[PATH_MAX + SPIFFE_TRUST_DOMAIN_MAX + 16];
+
+	peerauth_bundles_dir(a, dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/%s" DELETED_SUFFIX, dir, td);
+	return access(path, F_OK) == 0;
 }
 
 int peerauth_bundle_list(struct agent *a, struct json_object *result)

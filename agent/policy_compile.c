@@ -264,6 +264,23 @@ bool policy_admits_from_td(const struct policy_doc *doc, const char *td,
 	return false;
 }
 
+bool policy_admits_to_td(const struct policy_doc *doc, const struct policy_identity *from,
+			 const char *td)
+{
+	struct spiffe_id parsed;
+
+	if (!doc || spiffe_parse(from->spiffe_id, &parsed, NULL, 0))
+		return false;
+	for (size_t i = 0; i < doc->n_rules; i++) {
+		const struct policy_rule *r = &doc->rules[i];
+
+		if (r->action == POLICY_ALLOW && peers_may_select_td(&r->to, td) &&
+		    peers_match(&r->from, from, &parsed))
+			return true;
+	}
+	return false;
+}
+
 /* match[i] = whether identity i of the view is selected; returns how many are. */
 static size_t peers_select(const struct policy_peers *peers, const struct view *v, bool *match)
 {

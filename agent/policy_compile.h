@@ -166,4 +166,8 @@ int policy_diff_print(FILE *f, const struct policy_diff *diff, const struct poli
 bool policy_admits_from_td(const struct policy_doc *doc, const char *td,
 			   const struct policy_identity *to);
 
+/* The other way: whether some allow rule lets `from` call an identity of td. */
+bool policy_admits_to_td(const struct policy_doc *doc, const struct policy_identity *from,
+			 const char *td);
+
 #endif /* FEDGUARD_POLICY_COMPILE_H */

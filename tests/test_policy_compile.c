@@ -885,4 +885,9 @@ Test(policy_compile, admits_from_td_names_what_a_trust_domain_may_call)
 	cr_expect(policy_admits_from_td(doc, "c.example", &view[3]));
 	cr_expect_not(policy_admits_from_td(doc, "b.example", &view[1]), "a deny rule exports nothing");
 	cr_expect_not(policy_admits_from_td(NULL, "b.example", &view[2]), "no policy: nothing");
+
+	cr_expect_not(policy_admits_to_td(doc, &view[3], "b.example"), "db calls nobody of b");
+	cr_expect(policy_admits_to_td(doc, &view[2], "b.example"),
+		  "api (env prod) may call b's identities labelled tier web, env prod");
+	cr_expect(policy_admits_to_td(doc, &view[4], "a.example"), "the partner calls api");
 }
