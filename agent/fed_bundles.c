@@ -35,7 +35,8 @@
 enum {
 	FETCH_MAX_BYTES = 1 << 20,
 	FETCH_TIMEOUT_MS = 5000,
-	RETRY_S = 30,		/* after a failed fetch */
+	RETRY_MIN_S = 1,	/* after a failed fetch, doubled per failure */
+	RETRY_MAX_S = 30,
 };
 
 struct fetch_job {
@@ -151,7 +152,10 @@ static void fetch_done(struct agent *a, struct fetch_job *j)
 		return;
 	}
 	r->fetching = false;
-	r->next_fetch = now + RETRY_S;
+	r->fetch_backoff = r->fetch_backoff ? r->fetch_backoff * 2 : RETRY_MIN_S;
+	if (r->fetch_backoff > RETRY_MAX_S)
+		r->fetch_backoff = RETRY_MAX_S;
+	r->next_fetch = now + r->fetch_backoff;
 	if (j->r) {
 		snprintf(r->fetch_error, sizeof(r->fetch_error), "%s", j->why);
 		log_warn("mesh '%s': bundle not fetched from %s: %s; the bundle in force stays",
@@ -160,13 +164,15 @@ static void fetch_done(struct agent *a, struct fetch_job *j)
 		snprintf(r->fetch_error, sizeof(r->fetch_error), "%s", err.message);
 		log_warn("mesh '%s': fetched bundle refused: %s", r->td, err.message);
 	} else {
-		r->fetch_error[0] = 0;
-		r->fetched_at = now;
 		b = bundle_set_lookup(a->auth->bundles, r->td);
 		r->next_fetch = bep_next_refresh(b, now);
-		log_debug("mesh '%s': bundle fetched from %s (sequence %llu), next in %lld s", r->td,
-			  r->url, b ? (unsigned long long)b->sequence : 0ULL,
-			  (long long)(r->next_fetch - now));
+		r->fetch_backoff = 0;
+		log_msg(r->fetched_at && !r->fetch_error[0] ? FG_LOG_DEBUG : FG_LOG_INFO,
+			"mesh '%s': bundle fetched from %s (sequence %llu), next in %lld s", r->td,
+			r->url, b ? (unsigned long long)b->sequence : 0ULL,
+			(long long)(r->next_fetch - now));
+		r->fetch_error[0] = 0;
+		r->fetched_at = now;
 	}
 	json_object_put(result);
 }

@@ -45,6 +45,7 @@ struct fed_remote {
 	char last_error[512];
 	bool fetching;
 	time_t next_fetch, fetched_at;
+	unsigned int fetch_backoff;	/* seconds, after failures */
 	char fetch_error[1024];
 };
 

@@ -473,3 +473,232 @@ Test(mesh, a_dead_agents_endpoints_expire)
 	t = wait_listed(a1, "endpoint.list", "endpoints", "spiffe_id", a2->wid, true, WAIT_MS);
 	cr_expect_geq(t, 0, "back with its agent");
 }
+
+/* --- two meshes, federated -------------------------------------------------------------------------- */
+
+/*
+ * Mesh a.test (a1, a2) and mesh b.test (b1, b2), each with its etcd, CA and
+ * policy key. a1 and b1 serve their meshes' bundle endpoints; every agent
+ * links to the other mesh's first agent (--federate-with). Policy: a1's
+ * workload may call b1's, b2's may call a2's, both with mTLS, in both
+ * meshes' policies.
+ */
+static struct fw_node *b1 = &w.node[2], *b2 = &w.node[3];
+
+static void fed_up(void)
+{
+	const char *what = "the world";
+	int r;
+
+	fg_test_require_root_bpf();
+	fg_etcd_require();
+	r = fw_setup(&w, 2, 2);
+	for (int i = 0; !r && i < w.n_nodes; i++) {
+		what = w.node[i].name;
+		r = fw_agent_start(&w, &w.node[i], NULL);
+		if (!r)
+			r = fw_register(&w.node[i]);
+	}
+	if (r) {
+		for (int i = 0; i < w.n_nodes; i++)
+			if (strcmp(what, w.node[i].name) == 0)
+				sb_sh("tail -n 5 %s >&2", fw_log_path(&w.node[i]));
+		fw_teardown(&w);
+		cr_assert_fail("%s: %s", what, strerror(-r));
+	}
+}
+
+TestSuite(federation, .init = fed_up, .fini = mesh_down, .timeout = 300);
+
+static const char *cross(long v)
+{
+	static char doc[2048];
+
+	snprintf(doc, sizeof(doc),
+		 "version: %ld\n"
+		 "rules:\n"
+		 "  - name: a1-to-b1\n"
+		 "    action: allow\n"
+		 "    from: {spiffe_id: %s}\n"
+		 "    to: {spiffe_id: %s}\n"
+		 "    ports: [8080]\n"
+		 "    auth: required\n"
+		 "  - name: b2-to-a2\n"
+		 "    action: allow\n"
+		 "    from: {spiffe_id: %s}\n"
+		 "    to: {spiffe_id: %s}\n"
+		 "    ports: [8080]\n"
+		 "    auth: required\n",
+		 v, a1->wid, b1->wid, b2->wid, a2->wid);
+	return doc;
+}
+
+/* Both meshes' policies, and every agent knowing the other mesh's workloads it needs. */
+static void federation_ready(void)
+{
+	struct { struct fw_node *at; const char *id; } need[] = {
+		{ a1, b1->wid }, { a2, b2->wid }, { b1, a1->wid }, { b2, a2->wid },
+		{ a2, b1->wid }, { b2, a1->wid },
+	};
+	long t;
+
+	apply_ok(a1, cross(1));
+	apply_ok(b1, cross(1));
+	cr_assert_geq(wait_version(a2, 1, WAIT_MS), 0);
+	cr_assert_geq(wait_version(b2, 1, WAIT_MS), 0);
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		t = wait_listed(need[i].at, "endpoint.list", "endpoints", "spiffe_id", need[i].id,
+				true, WAIT_MS);
+		cr_assert_geq(t, 0, "%s learns '%s' from the other mesh", need[i].at->name,
+			      need[i].id);
+	}
+}
+
+Test(federation, endpoints_cross_as_policy_allows_and_calls_authenticate)
+{
+	static const char secret[] = "spiffe://b.test/ns/b1/secret";
+	struct json_object *res = NULL, *ep;
+	char out[8192], args[PATH_MAX + 256];
+	long t0;
+	int fd;
+
+	snprintf(args, sizeof(args), "{\"spiffe_id\": \"%s\", \"cgroup\": \"%s/secret\","
+		 " \"ips\": [\"10.234.3.9\"]}", secret, b1->cg);
+	cr_assert_eq(sb_sh("mkdir -p %s/secret", b1->cg), 0);
+	cr_assert_eq(fw_request(b1, "workload.add", args, NULL), 0, "a workload nobody calls");
+	federation_ready();
+	cr_assert_eq(fw_request(a2, "endpoint.list", NULL, &res), 0);
+	ep = find_in(res, "endpoints", "spiffe_id", b1->wid);
+	cr_assert_not_null(ep);
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(ep, "origin")),
+			 "td:b.test");
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(ep, "node")), b1->addr);
+	json_object_put(res);
+	cr_expect(listed(a1, "endpoint.list", "endpoints", "spiffe_id", b2->wid),
+		  "b2's workload calls into a.test: its agents must know who calls");
+	cr_expect(!listed(a1, "endpoint.list", "endpoints", "spiffe_id", secret),
+		  "a workload no rule names across the meshes is not told");
+
+	fd = call(a1, b1, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "a1's workload calls b1's across the meshes: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+	fd = call(b2, a2, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "b2's workload calls a2's: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+	fd = sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, b2->waddr, SB_ECHO_PORT);
+	cr_expect_eq(fd, -EPERM, "a1 -> b2 is denied at once");
+	fd = sb_connect_in(b1->wcg, b1->wns, AF_INET, SOCK_STREAM, a1->waddr, SB_ECHO_PORT);
+	cr_expect_eq(fd, -EPERM, "and so is b1 -> a1, the wrong way round");
+
+	cr_expect_eq(fw_ctl(a2, out, sizeof(out), "peer list"), 0, "%s", out);
+	cr_expect_not_null(strstr(out, "b1"), "a2 links with b.test's agent b1: %s", out);
+	cr_expect_eq(fw_ctl(b1, out, sizeof(out), "peer list"), 0, "%s", out);
+	cr_expect_not_null(strstr(out, "linked to us"), "b1 serves a.test's agents: %s", out);
+	cr_expect_eq(fw_ctl(a2, out, sizeof(out), "bundle list"), 0, "%s", out);
+	cr_expect_not_null(strstr(out, "b.test"), "%s", out);
+	t0 = fw_now_ms();
+	while (fw_now_ms() - t0 < WAIT_MS && !fw_log_count(a2, "bundle fetched from https://"))
+		usleep(20000);
+	cr_expect_gt(fw_log_count(a2, "bundle fetched from https://"), 0,
+		     "a2 fetched b.test's bundle from b1's bundle endpoint");
+}
+
+Test(federation, a_mesh_quarantines_its_own_identity_in_every_mesh)
+{
+	char out[4096];
+	long t, tb1, tb2;
+	int fd;
+
+	federation_ready();
+	fd = call(a1, b1, SB_ECHO_PORT);
+	cr_assert_geq(fd, 0, "a live flow a1 -> b1: %s", strerror(-fd));
+	fw_agent_stop(b2, SIGTERM);	/* b2 is down when the quarantine is issued */
+
+	t = fw_now_ms();
+	cr_assert_eq(fw_ctl(a2, out, sizeof(out), "quarantine add %s --reason compromised",
+			    a1->wid), 0, "%s", out);
+	tb1 = wait_listed(b1, "quarantine.list", "quarantine", "target", a1->wid, true, WAIT_MS);
+	cr_assert_geq(tb1, 0, "b1 enforces a.test's quarantine of its own identity");
+	printf("federation: quarantine issued at a2 in force at b1 after %ld ms "
+	       "(a2 -> a1 -> b1)\n", fw_now_ms() - t);
+	cr_expect_neq(sb_echo(fd, "after", ECHO_MS), 0, "the flow into mesh b is cut");
+	close(fd);
+
+	cr_assert_eq(fw_agent_start(&w, b2, NULL), 0);
+	tb2 = wait_listed(b2, "quarantine.list", "quarantine", "target", a1->wid, true, WAIT_MS);
+	cr_assert_geq(tb2, 0, "b2, down meanwhile, enforces it once it is back");
+	printf("federation: b2 restarted; the quarantine it missed in force %ld ms after its "
+	       "start\n", tb2);
+
+	cr_expect_neq(fw_ctl(b1, out, sizeof(out), "quarantine del %s", a1->wid), 0);
+	cr_expect_not_null(strstr(out, "which alone can release it"), "%s", out);
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "quarantine del %s", a1->wid), 0, "%s", out);
+	t = wait_listed(b2, "quarantine.list", "quarantine", "target", a1->wid, false, WAIT_MS);
+	cr_assert_geq(t, 0, "the release travels the same way");
+	fd = call(a1, b1, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "and traffic flows again: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+}
+
+Test(federation, a_foreign_quarantine_stays_home_and_is_reported)
+{
+	struct json_object *res = NULL, *remote;
+	char out[4096];
+	long t;
+	int fd;
+
+	federation_ready();
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "quarantine add %s --reason suspicious",
+			    b1->wid), 0, "%s", out);
+	cr_assert_geq(wait_listed(a2, "quarantine.list", "quarantine", "target", b1->wid, true,
+				  WAIT_MS), 0, "in force in the issuing mesh");
+	fd = sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, b1->waddr, SB_ECHO_PORT);
+	cr_expect_eq(fd, -EPERM, "a.test no longer calls it");
+	t = fw_now_ms();
+	while (fw_now_ms() - t < WAIT_MS) {
+		json_object_put(res);
+		res = NULL;
+		if (fw_request(b2, "alerts", NULL, &res) == 0 &&
+		    (remote = json_object_object_get(res, "remote")) &&
+		    json_object_array_length(remote) > 0)
+			break;
+		usleep(5000);
+	}
+	remote = json_object_object_get(res, "remote");
+	cr_assert(remote && json_object_array_length(remote) > 0, "b2 is told with an alert");
+	printf("federation: alert of a.test's quarantine of b1's workload at b2 after %ld ms\n",
+	       fw_now_ms() - t);
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(
+				 json_object_array_get_idx(remote, 0), "kind")), "foreign_quarantine");
+	json_object_put(res);
+	cr_expect(!listed(b1, "quarantine.list", "quarantine", "target", b1->wid),
+		  "but mesh b does not enforce what another mesh says of its identities");
+	cr_expect(!listed(b2, "quarantine.list", "quarantine", "target", b1->wid));
+	cr_expect_eq(fw_ctl(b2, out, sizeof(out), "alerts"), 0);
+	cr_expect_not_null(strstr(out, "a.test"), "fedguardctl alerts shows it: %s", out);
+}
+
+Test(federation, removing_a_trust_domain_removes_what_its_mesh_announced)
+{
+	char out[4096];
+	int fd;
+
+	federation_ready();
+	fd = call(a1, b1, SB_ECHO_PORT);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "bundle del b.test"), 0, "%s", out);
+	cr_expect(!listed(a1, "endpoint.list", "endpoints", "spiffe_id", b1->wid),
+		  "b.test's endpoints are gone at once");
+	cr_expect_neq(sb_echo(fd, "after", ECHO_MS), 0, "its live connections are cut");
+	close(fd);
+	cr_expect_eq(sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, b1->waddr,
+				   SB_ECHO_PORT), -EPERM);
+	usleep(500000);
+	cr_expect(!listed(a1, "endpoint.list", "endpoints", "spiffe_id", b1->wid),
+		  "and stay gone: no link brings them back");
+	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "peer list"), 0);
+	cr_expect(strstr(out, "b1") == NULL || strstr(out, "connecting"), "%s", out);
+}

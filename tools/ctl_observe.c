@@ -98,12 +98,32 @@ static void print_record(const struct ctl *ctl, struct json_object *rec)
 		print_flow(rec);
 }
 
+/* An alert another agent sent (from the mesh, or a federated mesh). */
+static void print_remote_alert(struct json_object *a)
+{
+	time_t t = (time_t)json_object_get_int64(ctl_jget(a, "received"));
+	char when[32] = "-";
+	struct tm tm;
+
+	if (t && gmtime_r(&t, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf("%s  alert from mesh %s (agent %s)  %s  %s%s%s\n", when,
+	       jstr(a, "trust_domain") ?: "-", jstr(a, "node") ?: "-", jstr(a, "kind") ?: "-",
+	       jstr(a, "target") ?: "", jstr(a, "reason") ? ": " : "", jstr(a, "reason") ?: "");
+}
+
 static void print_list(const struct ctl *ctl, struct json_object *result, const char *key)
 {
-	struct json_object *list = ctl_jget(result, key);
+	struct json_object *list = ctl_jget(result, key), *remote = ctl_jget(result, "remote");
 
 	for (size_t i = 0; i < ctl_jlen(list); i++)
 		print_record(ctl, json_object_array_get_idx(list, i));
+	for (size_t i = 0; i < ctl_jlen(remote); i++) {
+		if (ctl->json)
+			ctl_print_json(json_object_array_get_idx(remote, i));
+		else
+			print_remote_alert(json_object_array_get_idx(remote, i));
+	}
 }
 
 /* --- following ------------------------------------------------------------------ */

@@ -41,7 +41,7 @@ struct fw_mesh {
 };
 
 struct fw_node {
-	char name[8];		/* "a1", "a2", "b1", ... */
+	char name[16];		/* "a1", "a2", "b1", ... */
 	int idx;		/* 1-based: its addresses */
 	int mesh;
 	char ns[32], wns[32], instance[32];
