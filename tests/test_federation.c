@@ -15,20 +15,31 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
+#include "auth.h"
+#include "bundle.h"
+#include "bundle_endpoint.h"
 #include "lib/etcd.h"
 #include "lib/fedworld.h"
 #include "lib/require.h"
 #include "lib/sandbox.h"
+#include "link.h"
 #include "store.h"
+#include "svids.h"
 
 enum {
 	WAIT_MS = 15000,
@@ -701,4 +712,238 @@ Test(federation, removing_a_trust_domain_removes_what_its_mesh_announced)
 		  "and stay gone: no link brings them back");
 	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "peer list"), 0);
 	cr_expect(strstr(out, "b1") == NULL || strstr(out, "connecting"), "%s", out);
+}
+
+/* --- a compromised mesh ------------------------------------------------------------------------- */
+
+/*
+ * An impostor in b1's place: b1's agent stopped, and in its namespace, on
+ * its addresses, a link listener and a bundle endpoint presenting b1's own
+ * node SVID, minted with b1's node CA as whoever compromised mesh b could.
+ */
+struct rogue {
+	struct svids *svids;
+	struct link_engine *links;
+	struct bep_server *bep;
+	char why[1024];
+	int r;
+};
+
+static struct rogue rogue;
+
+static bool rogue_admit(void *ctx, const struct link_peer *peer, char *why, size_t len)
+{
+	return true;
+}
+
+static void *rogue_thread(void *arg)
+{
+	char ns[PATH_MAX], cert[PATH_MAX + 32], key[PATH_MAX + 32], bundle[PATH_MAX + 32];
+	struct link_config lc = { .admit = rogue_admit };
+	struct bundle_set *set = NULL;
+	struct bundle *a_bundle = NULL;
+	struct svids_config sc = { .trust_domain = "b.test", .node_name = "b1", .ttl = 3600 };
+	struct auth_trust *trust = NULL;
+	STACK_OF(X509) *chain = NULL;
+	EVP_PKEY *ca_key = NULL;
+	int fd;
+
+	(void)arg;
+	snprintf(ns, sizeof(ns), "/var/run/netns/%s", b1->ns);
+	snprintf(cert, sizeof(cert), "%s/pki/node-ca.pem", b1->dir);
+	snprintf(key, sizeof(key), "%s/pki/node-ca.key", b1->dir);
+	snprintf(bundle, sizeof(bundle), "%s/bundle.json", w.mesh[0].dir);
+	fd = open(ns, O_RDONLY | O_CLOEXEC);
+	rogue.r = fd < 0 || setns(fd, CLONE_NEWNET) ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	if (!rogue.r)
+		rogue.r = svids_load_ca(cert, key, &chain, &ca_key, rogue.why, sizeof(rogue.why));
+	if (!rogue.r) {
+		sc.ca = sk_X509_value(chain, 0);
+		sc.ca_key = ca_key;
+		sc.ca_chain = chain;
+		rogue.r = svids_new(&sc, time(NULL), &rogue.svids, rogue.why, sizeof(rogue.why));
+	}
+	if (!rogue.r)
+		rogue.r = bundle_set_new(&set) ?: bundle_load_file("a.test", bundle, &a_bundle,
+								    rogue.why, sizeof(rogue.why));
+	if (!rogue.r && !(rogue.r = bundle_set_replace(set, "a.test", a_bundle)))
+		rogue.r = auth_trust_new(set, &trust);
+	lc.svids = rogue.svids;
+	if (!rogue.r)
+		rogue.r = link_parse_listen("10.234.0.3:18444", &lc.listen, &lc.listen_len) ?:
+			  link_engine_new(&lc, &rogue.links, rogue.why, sizeof(rogue.why)) ?:
+			  link_engine_start(rogue.links, rogue.why, sizeof(rogue.why));
+	if (!rogue.r)
+		link_engine_set_trust(rogue.links, trust);
+	else
+		auth_trust_put(trust);
+	if (!rogue.r) {
+		_cleanup_svids_cred_ struct svids_cred *c =
+			svids_get(rogue.svids, svids_node_id(rogue.svids));
+		struct bep_server_config bc = { .listen = "10.234.0.3:18445", .cert = c->cert,
+						.key = c->key, .chain = c->chain,
+						.bundle_json = "{not a bundle" };
+
+		rogue.r = bep_server_start(&bc, &rogue.bep, rogue.why, sizeof(rogue.why));
+	}
+	bundle_set_free(set);
+	sk_X509_pop_free(chain, X509_free);
+	EVP_PKEY_free(ca_key);
+	return NULL;
+}
+
+static void rogue_start(void)
+{
+	pthread_t t;
+
+	fw_agent_stop(b1, SIGTERM);
+	cr_assert_eq(pthread_create(&t, NULL, rogue_thread, NULL), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(rogue.r, 0, "the impostor: %s (%s)", strerror(-rogue.r), rogue.why);
+}
+
+static void rogue_stop(void)
+{
+	if (rogue.bep)
+		bep_server_stop(rogue.bep);
+	link_engine_free(rogue.links);
+	svids_free(rogue.svids);
+	rogue = (struct rogue){};
+}
+
+/* Answers every a.test agent that links with msgs, for ms; how many linked. */
+static int rogue_serve(const char *const *msgs, long ms)
+{
+	long t0 = fw_now_ms();
+	int linked = 0;
+
+	while (fw_now_ms() - t0 < ms) {
+		struct pollfd p = { .fd = link_engine_fd(rogue.links), .events = POLLIN };
+		struct link_event ev[16];
+		size_t n;
+
+		poll(&p, 1, 50);
+		n = link_engine_collect(rogue.links, ev, 16);
+		for (size_t i = 0; i < n; i++) {
+			if (ev[i].type == LINK_EV_UP && ev[i].peer_td &&
+			    strcmp(ev[i].peer_td, "a.test") == 0) {
+				linked++;
+				for (const char *const *m = msgs; *m; m++)
+					link_send(rogue.links, ev[i].id, *m, strlen(*m));
+			}
+			link_event_release(&ev[i]);
+		}
+	}
+	return linked;
+}
+
+Test(federation, a_compromised_mesh_speaks_only_for_its_own_identities)
+{
+	static const char *const forged[] = {
+		"{\"type\":\"endpoints\",\"endpoints\":["
+		"{\"spiffe_id\":\"spiffe://a.test/ns/evil\",\"ips\":[\"10.234.3.50\"],"
+		"\"node\":\"10.234.0.3\"},"
+		"{\"spiffe_id\":\"spiffe://b.test/ns/b1/new\",\"ips\":[\"10.234.3.51\"],"
+		"\"node\":\"10.234.0.3\"}]}",
+		"{\"type\":\"quarantine_set\",\"records\":{"
+		"\"spiffe://a.test/ns/a2/app\":{\"kind\":\"identity\",\"reason\":\"rogue\"},"
+		"\"spiffe://a.test\":{\"kind\":\"trust_domain\",\"reason\":\"rogue\"},"
+		"\"spiffe://b.test/ns/b1/gone\":{\"kind\":\"identity\",\"reason\":\"its own\"}}}",
+		NULL,
+	};
+	int linked;
+
+	federation_ready();
+	rogue_start();
+	linked = rogue_serve(forged, 6000);
+	cr_assert_geq(linked, 2, "a.test's agents link to the impostor (b1's SVID is valid)");
+	cr_assert_geq(wait_listed(a2, "endpoint.list", "endpoints", "spiffe_id",
+				  "spiffe://b.test/ns/b1/new", true, WAIT_MS), 0,
+		      "mesh b may announce its own identities");
+	cr_expect(!listed(a2, "endpoint.list", "endpoints", "spiffe_id", "spiffe://a.test/ns/evil"),
+		  "but not one of a.test");
+	cr_expect(listed(a2, "quarantine.list", "quarantine", "target", "spiffe://b.test/ns/b1/gone"),
+		  "it may quarantine its own");
+	cr_expect(!listed(a2, "quarantine.list", "quarantine", "target", a2->wid),
+		  "but not a.test's workloads");
+	cr_expect(!listed(a1, "quarantine.list", "quarantine", "target", "spiffe://a.test"),
+		  "nor a.test itself");
+	cr_expect_gt(fw_log_count(a2, "not of trust domain 'b.test' (a mesh speaks only"), 0);
+	cr_expect_gt(fw_log_count(a2, "which is not of its trust domain: refused"), 0);
+	/* what it may say of its own it says: b's endpoints are now the impostor's set */
+	cr_expect(!listed(a2, "endpoint.list", "endpoints", "spiffe_id", b2->wid));
+	rogue_stop();
+}
+
+/* b.test's bundle as a2 holds it: authorities and sequence, as text. */
+static void bundle_of_b(char *out, size_t len)
+{
+	struct json_object *res = NULL, *b;
+
+	out[0] = 0;
+	if (fw_request(a2, "bundle.list", NULL, &res) == 0 &&
+	    (b = find_in(res, "bundles", "trust_domain", "b.test")))
+		snprintf(out, len, "%s/%s",
+			 json_object_get_string(json_object_object_get(b, "authorities")),
+			 json_object_get_string(json_object_object_get(b, "sequence")));
+	json_object_put(res);
+}
+
+/* a2 restarted fetches at once: waits for its verdict on the impostor's document. */
+static void fetch_refused(const char *what)
+{
+	int before = fw_log_count(a2, "bundle not fetched from https://10.234.0.3");
+	long t0;
+
+	fw_agent_stop(a2, SIGTERM);
+	cr_assert_eq(fw_agent_start(&w, a2, NULL), 0);
+	t0 = fw_now_ms();
+	while (fw_now_ms() - t0 < WAIT_MS &&
+	       fw_log_count(a2, "bundle not fetched from https://10.234.0.3") == before)
+		usleep(20000);
+	cr_expect_gt(fw_log_count(a2, "bundle not fetched from https://10.234.0.3"), before,
+		     "a bundle endpoint serving %s is refused", what);
+}
+
+Test(federation, a_bundle_endpoint_serving_garbage_a_huge_body_or_an_older_bundle_is_refused)
+{
+	char before[128], after[128], path[PATH_MAX + 32];
+	static const char *const none[] = { NULL };
+	struct bundle *b = NULL;
+	char *json = NULL, *huge;
+	char why[1024];
+
+	federation_ready();
+	bundle_of_b(before, sizeof(before));
+	cr_assert_neq(before[0], 0, "a2 holds b.test's bundle");
+	rogue_start();
+	rogue_serve(none, 100);
+
+	fetch_refused("garbage");
+	cr_expect_gt(fw_log_count(a2, "not JSON"), 0, "and says why");
+
+	huge = malloc(2 << 20);
+	memset(huge, ' ', (2 << 20) - 1);
+	huge[(2 << 20) - 1] = 0;
+	huge[0] = '{';
+	cr_assert_eq(bep_server_set_bundle(rogue.bep, huge), 0);
+	free(huge);
+	fetch_refused("a body over 1 MiB");
+	cr_expect_gt(fw_log_count(a2, "body longer than"), 0);
+
+	snprintf(path, sizeof(path), "%s/bundle.json", w.mesh[1].dir);
+	cr_assert_eq(bundle_load_file("b.test", path, &b, why, sizeof(why)), 0, "%s", why);
+	b->sequence -= 1;	/* b.test's own authorities, an older sequence: a replay */
+	cr_assert_eq(bundle_write(b, &json), 0);
+	cr_assert_eq(bep_server_set_bundle(rogue.bep, json), 0);
+	free(json);
+	bundle_free(b);
+	fetch_refused("an older bundle");
+	cr_expect_gt(fw_log_count(a2, "is lower than"), 0);
+
+	bundle_of_b(after, sizeof(after));
+	cr_expect_str_eq(after, before, "the bundle in force stays as it was");
+	rogue_stop();
 }
