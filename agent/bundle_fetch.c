@@ -25,6 +25,7 @@
 
 #include "bundle.h"
 #include "cleanup.h"
+#include "curl_svid.h"
 #include "spiffe.h"
 #include "svid.h"
 
@@ -36,9 +37,9 @@ struct fetch {
 	char *body;
 	size_t len, max;
 	bool too_big;
-	bool verified;	 /* verify_endpoint() accepted the endpoint's chain */
-	int rejected;	 /* its enum svid_reason or -errno when it refused; 0 */
-	char vwhy[SVID_WHY_MAX];
+	struct svid_td_roots roots;	/* the trust domain's authorities in force */
+	struct svid_trust trust;
+	struct curl_svid v;		/* the endpoint's SVID judged against them */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -47,55 +48,6 @@ static CURLcode curl_init_rc = CURLE_FAILED_INIT;
 static void curl_init(void)
 {
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-/* --- authenticating the endpoint ----------------------------------------------------- */
-
-/* OpenSSL's whole chain verification, replaced: the X.509-SVID validator decides. */
-static int verify_endpoint(X509_STORE_CTX *ctx, void *arg)
-{
-	struct fetch *f = arg;
-	X509 *leaf = X509_STORE_CTX_get0_cert(ctx);
-	STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(ctx);
-	STACK_OF(X509) *chain = sk_X509_new_null();
-	struct svid_td_roots roots = { .td = f->td, .roots = f->current->authorities };
-	struct svid_trust trust = { .domains = &roots, .n = 1 };
-	int r = -ENOMEM;
-
-	/* borrowed certificates: svid_verify() keeps none, the stack is freed alone */
-	if (chain && leaf && sk_X509_push(chain, leaf)) {
-		r = 0;
-		for (int i = 0; i < sk_X509_num(sent) && !r; i++) {
-			X509 *c = sk_X509_value(sent, i);
-
-			if (X509_cmp(c, leaf) && !sk_X509_push(chain, c))
-				r = -ENOMEM;
-		}
-	}
-	if (!r)
-		r = svid_verify(chain, &trust, f->expected_id, time(NULL), NULL, f->vwhy,
-				sizeof(f->vwhy));
-	else
-		snprintf(f->vwhy, sizeof(f->vwhy), "out of memory");
-	sk_X509_free(chain);
-	if (r != SVID_OK) {
-		f->rejected = r;
-		X509_STORE_CTX_set_error(ctx, X509_V_ERR_APPLICATION_VERIFICATION);
-		return 0;
-	}
-	f->verified = true;
-	X509_STORE_CTX_set_error(ctx, X509_V_OK);
-	return 1;
-}
-
-static CURLcode setup_ssl_ctx(CURL *curl, void *ssl_ctx, void *arg)
-{
-	SSL_CTX *ctx = ssl_ctx;
-
-	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
-		return CURLE_SSL_CIPHER;
-	SSL_CTX_set_cert_verify_callback(ctx, verify_endpoint, arg);
-	return CURLE_OK;
 }
 
 /* --- the transfer -------------------------------------------------------------------- */
@@ -137,21 +89,18 @@ static int set_options(CURL *c, const char *url, struct fetch *f, unsigned int t
 	SET(CURLOPT_PROXY, "");	/* no proxy from the environment */
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	SET(CURLOPT_SSL_VERIFYPEER, 1L);	/* by verify_endpoint(), see above */
-	SET(CURLOPT_SSL_VERIFYHOST, 0L);	/* replaced by the SPIFFE ID check */
-	SET(CURLOPT_CAINFO, (char *)NULL);	/* no system CA store: never needed, never read */
-	SET(CURLOPT_CAPATH, (char *)NULL);
-	SET(CURLOPT_SSL_SESSIONID_CACHE, 0L);	/* every fetch validates the chain */
-	SET(CURLOPT_SSL_CTX_FUNCTION, setup_ssl_ctx);
-	SET(CURLOPT_SSL_CTX_DATA, f);
 	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f->max);
 	SET(CURLOPT_WRITEFUNCTION, take_body);
 	SET(CURLOPT_WRITEDATA, f);
 	SET(CURLOPT_ERRORBUFFER, errbuf);
 	SET(CURLOPT_USERAGENT, "fedguard");
 #undef SET
-	return rc == CURLE_OK ? 0 : -EINVAL;
+	if (rc != CURLE_OK)
+		return -EINVAL;
+	f->roots = (struct svid_td_roots){ .td = f->td, .roots = f->current->authorities };
+	f->trust = (struct svid_trust){ .domains = &f->roots, .n = 1 };
+	f->v = (struct curl_svid){ .trust = &f->trust, .expected_id = f->expected_id };
+	return curl_svid_setup(c, &f->v);
 }
 
 /* What a finished transfer came to: 0 (status 200, a whole body) or -errno with why. */
@@ -161,13 +110,14 @@ static int judge_transfer(CURL *c, CURLcode rc, const struct fetch *f, const cha
 	long status = 0;
 
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (f->rejected) {
+	if (f->v.rejected) {
 		snprintf(why, why_len, "bundle endpoint '%s': its SVID is rejected (%s): %s", url,
-			 f->rejected > 0 ? svid_reason_name(f->rejected) : strerror(-f->rejected),
-			 f->vwhy);
+			 f->v.rejected > 0 ? svid_reason_name(f->v.rejected)
+					   : strerror(-f->v.rejected),
+			 f->v.why);
 		return -EKEYREJECTED;
 	}
-	if (rc == CURLE_OK && !f->verified) {
+	if (rc == CURLE_OK && !f->v.verified) {
 		snprintf(why, why_len, "bundle endpoint '%s': not authenticated", url);
 		return -EKEYREJECTED;
 	}
