@@ -15,8 +15,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
+
 #include "addr.h"
 #include "agent.h"
+#include "auth.h"
+#include "cleanup.h"
+#include "peerauth_int.h"
+#include "svids.h"
 #include "fed_int.h"
 #include "link.h"
 #include "log.h"
@@ -29,6 +35,9 @@ enum {
 	EVENTS_BATCH = 256,
 	ALERTS_KEPT = 256,
 };
+
+/* The SPIFFE ID an https store must present: spiffe://TD/etcd (docs/federation.md). */
+#define STORE_ID_PATH "/etcd"
 
 /* --- options ------------------------------------------------------------------------------ */
 
@@ -412,13 +421,6 @@ void fed_dispatch(struct agent *a, const struct pollfd *p, size_t n)
 	}
 }
 
-void fed_trust_changed(struct agent *a)
-{
-	if (!a->fed)
-		return;
-	fed_links_trust_changed(a);
-	fed_bundles_trust_changed(a);
-}
 
 void fed_alert_received(struct agent *a, struct json_object *msg)
 {
@@ -437,6 +439,106 @@ void fed_alerts(struct agent *a, struct json_object *result)
 {
 	if (a->fed)
 		json_object_object_add(result, "remote", json_object_get(a->fed->alerts));
+}
+
+/* --- https to the store: the node SVID from memory ------------------------------------------- */
+
+/* PEM of the leaf and what follows it, and of the key; 0 or -ENOMEM. */
+static int cred_pem(const struct svids_cred *c, char **cert, char **key)
+{
+	BIO *cb = BIO_new(BIO_s_mem()), *kb = BIO_new(BIO_s_mem());
+	char *p;
+	long n;
+	int r = -ENOMEM;
+
+	if (cb && kb && PEM_write_bio_X509(cb, c->cert) == 1 &&
+	    PEM_write_bio_PrivateKey(kb, c->key, NULL, NULL, 0, NULL, NULL) == 1) {
+		r = 0;
+		for (int i = 0; i < sk_X509_num(c->chain) && !r; i++)
+			if (PEM_write_bio_X509(cb, sk_X509_value(c->chain, i)) != 1)
+				r = -ENOMEM;
+	}
+	if (!r) {
+		n = BIO_get_mem_data(cb, &p);
+		*cert = strndup(p, (size_t)n);
+		n = BIO_get_mem_data(kb, &p);
+		*key = strndup(p, (size_t)n);
+		r = *cert && *key ? 0 : -ENOMEM;
+	}
+	BIO_free(cb);
+	BIO_free(kb);
+	return r;
+}
+
+/* store_tls.take, on the store's threads: copies, so that a renewal frees nothing in use. */
+static int tls_take(void *ctx, struct store_cred *out)
+{
+	struct agent *a = ctx;
+	struct fed *f = a->fed;
+	_cleanup_svids_cred_ struct svids_cred *c = svids_get(a->auth->svids, f->node_id);
+	char *cert = NULL, *key = NULL;
+	int r = c ? 0 : -ENOENT;
+
+	pthread_mutex_lock(&f->tls_lock);
+	if (!r && c->serial != f->pem_serial) {
+		r = cred_pem(c, &cert, &key);
+		if (!r) {
+			free(f->cert_pem);
+			free(f->key_pem);
+			f->cert_pem = cert;
+			f->key_pem = key;
+			f->pem_serial = c->serial;
+		} else {
+			free(cert);
+			free(key);
+		}
+	}
+	if (!r && (!f->store_trust || !(out->cert_pem = strdup(f->cert_pem)) ||
+		   !(out->key_pem = strdup(f->key_pem))))
+		r = -ENOMEM;
+	if (!r) {
+		out->cert_len = strlen(out->cert_pem);
+		out->key_len = strlen(out->key_pem);
+		out->handle = auth_trust_get(f->store_trust);
+		out->trust = auth_trust_svid(out->handle);
+	} else {
+		free((char *)out->cert_pem);
+		out->cert_pem = NULL;
+	}
+	pthread_mutex_unlock(&f->tls_lock);
+	return r;
+}
+
+static void tls_put(void *ctx, struct store_cred *cred)
+{
+	(void)ctx;
+	free((char *)cred->cert_pem);
+	free((char *)cred->key_pem);
+	auth_trust_put(cred->handle);
+}
+
+/* The trust the store's SVID is judged by, after every bundle change. */
+static void tls_trust_update(struct agent *a)
+{
+	struct fed *f = a->fed;
+	struct auth_trust *t, *old;
+
+	if (!f->tls || auth_trust_new(a->auth->bundles, &t))
+		return;
+	pthread_mutex_lock(&f->tls_lock);
+	old = f->store_trust;
+	f->store_trust = t;
+	pthread_mutex_unlock(&f->tls_lock);
+	auth_trust_put(old);
+}
+
+void fed_trust_changed(struct agent *a)
+{
+	if (!a->fed)
+		return;
+	tls_trust_update(a);
+	fed_links_trust_changed(a);
+	fed_bundles_trust_changed(a);
 }
 
 /* --- start and stop ----------------------------------------------------------------------- */
@@ -469,6 +571,7 @@ int fed_start(struct agent *a, const struct fed_opts *o)
 	struct mstore_config cfg = { .urls = o ? o->store + 5 : NULL, .lease_ttl = o ? o->lease_ttl : 0 };
 	const char *node_id = peerauth_node_id(a);
 	char prefix[SPIFFE_TRUST_DOMAIN_MAX + 16], why[MSTORE_WHY_MAX] = "";
+	struct store_tls tls;
 	struct fed *f;
 	int r;
 
@@ -484,15 +587,26 @@ int fed_start(struct agent *a, const struct fed_opts *o)
 	snprintf(f->urls, sizeof(f->urls), "%s", cfg.urls);
 	f->started = time(NULL);
 	f->mirror = json_object_new_object();
+	pthread_mutex_init(&f->tls_lock, NULL);
 	snprintf(prefix, sizeof(prefix), "/fedguard/%s/", f->td);
+	snprintf(f->store_id, sizeof(f->store_id), "spiffe://%s" STORE_ID_PATH, f->td);
 	cfg.prefix = prefix;
+	a->fed = f;	/* the TLS provider reads it */
+	if (strstr(cfg.urls, "https://")) {
+		f->tls = true;
+		tls = (struct store_tls){ .take = tls_take, .put = tls_put, .ctx = a,
+					  .server_id = f->store_id };
+		cfg.tls = &tls;
+		tls_trust_update(a);
+	}
 	r = mstore_start(&cfg, &f->ms, why, sizeof(why));
 	if (r) {
+		a->fed = NULL;
+		auth_trust_put(f->store_trust);
 		json_object_put(f->mirror);
 		free(f);
 		return log_error_errno(r, "mesh store: %s", why[0] ? why : "cannot start");
 	}
-	a->fed = f;
 	log_info("mesh store: agent '%s' of trust domain '%s' at %s, keys under %s", f->name,
 		 f->td, f->urls, prefix);
 	r = fed_parts_start(a, o);
@@ -517,6 +631,10 @@ void fed_stop(struct agent *a)
 	json_object_put(f->snap);
 	json_object_put(f->alerts);
 	free(f->remotes);
+	auth_trust_put(f->store_trust);
+	free(f->cert_pem);
+	free(f->key_pem);
+	pthread_mutex_destroy(&f->tls_lock);
 	free(f);
 	a->fed = NULL;
 }

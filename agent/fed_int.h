@@ -3,6 +3,7 @@
 #ifndef FEDGUARD_FED_INT_H
 #define FEDGUARD_FED_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -93,6 +94,14 @@ struct fed {
 
 	struct json_object *alerts;		/* alerts from other agents, newest last */
 	uint64_t alert_seq;
+
+	/* https stores: the node SVID as PEM and the own trust, for the store's threads */
+	pthread_mutex_t tls_lock;
+	bool tls;
+	struct auth_trust *store_trust;
+	uint64_t pem_serial;
+	char *cert_pem, *key_pem;
+	char store_id[SPIFFE_ID_MAX + 1];	/* what the store must present */
 };
 
 /* The value of key in the mirror, parsed as JSON (the caller's), or NULL. */

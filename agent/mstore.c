@@ -207,7 +207,7 @@ static void failed(struct mstore *m, const char *what, int r)
 	char why[MSTORE_WHY_MAX];
 	bool changed;
 
-	if (r == -EIO || r == -EAGAIN)
+	if (r == -EIO || r == -EAGAIN || r == -EKEYREJECTED)
 		snprintf(why, sizeof(why), "%s: %s", what, store_last_error(m->st));
 	else
 		snprintf(why, sizeof(why), "%s: %s", what, strerror(-r));

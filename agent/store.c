@@ -223,19 +223,62 @@ static size_t store_write(char *data, size_t size, size_t n, void *ctx)
 	return add;
 }
 
-void store_curl_common(const struct store *s, CURL *c)
+/* The provider's credential as curl blobs, and the server judged by its SVID. */
+static int store_curl_cred(const struct store *s, CURL *c, struct store_session *sess)
 {
+	struct curl_blob cert, key;
+	int r = s->tls.take(s->tls.ctx, &sess->cred);
+
+	if (r)
+		return r;
+	sess->taken = true;
+	cert = (struct curl_blob){ .data = (void *)sess->cred.cert_pem,
+				   .len = sess->cred.cert_len, .flags = CURL_BLOB_COPY };
+	key = (struct curl_blob){ .data = (void *)sess->cred.key_pem, .len = sess->cred.key_len,
+				  .flags = CURL_BLOB_COPY };
+	if (curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM") != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM") != CURLE_OK)
+		return -EINVAL;
+	sess->v = (struct curl_svid){ .trust = sess->cred.trust, .expected_id = s->tls.server_id };
+	return curl_svid_setup(c, &sess->v);
+}
+
+int store_curl_common(const struct store *s, CURL *c, struct store_session *sess)
+{
+	*sess = (struct store_session){};
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, s->connect_ms);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_PROXY, "");	/* no proxy from the environment */
 	if (s->cert_file) {
 		curl_easy_setopt(c, CURLOPT_SSLCERT, s->cert_file);
 		curl_easy_setopt(c, CURLOPT_SSLKEY, s->key_file);
 		curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	} else if (s->tls.take) {
+		return store_curl_cred(s, c, sess);
 	}
+	return 0;
+}
+
+int store_session_end(const struct store *s, struct store_session *sess, int r, char *err,
+		      size_t err_len)
+{
+	if (sess->taken)
+		s->tls.put(s->tls.ctx, &sess->cred);
+	sess->taken = false;
+	if (sess->v.rejected) {
+		snprintf(err, err_len, "the store's SVID is rejected (%s): %s",
+			 sess->v.rejected > 0 ? svid_reason_name(sess->v.rejected)
+					      : strerror(-sess->v.rejected),
+			 sess->v.why);
+		return -EKEYREJECTED;
+	}
+	return r;
 }
 
 int store_curl_errno(CURLcode rc)
@@ -274,6 +317,7 @@ static int store_post(struct store *s, const char *url, const char *path, const 
 		      long *status, struct store_buf *resp)
 {
 	_cleanup_free_ char *full = NULL;
+	struct store_session sess;
 	struct curl_slist *hdr;
 	CURLcode rc;
 	int r;
@@ -284,7 +328,12 @@ static int store_post(struct store *s, const char *url, const char *path, const 
 	if (!hdr)
 		return -ENOMEM;
 	curl_easy_reset(s->curl);
-	store_curl_common(s, s->curl);
+	r = store_curl_common(s, s->curl, &sess);
+	if (r) {
+		curl_slist_free_all(hdr);
+		store_session_end(s, &sess, r, s->err, sizeof(s->err));
+		return log_debug_errno(r, "store '%s': no TLS credential", full);
+	}
 	curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, s->total_ms);
 	curl_easy_setopt(s->curl, CURLOPT_URL, full);
 	curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, hdr);
@@ -293,9 +342,10 @@ static int store_post(struct store *s, const char *url, const char *path, const 
 	curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, resp);
 	rc = curl_easy_perform(s->curl);
 	curl_slist_free_all(hdr);
-	r = store_curl_errno(rc);
+	r = store_session_end(s, &sess, store_curl_errno(rc), s->err, sizeof(s->err));
 	if (r < 0)
-		return log_debug_errno(r, "store '%s': %s", full, curl_easy_strerror(rc));
+		return log_debug_errno(r, "store '%s': %s", full,
+				       r == -EKEYREJECTED ? s->err : curl_easy_strerror(rc));
 	curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, status);
 	return 0;
 }
@@ -399,7 +449,7 @@ static int store_add_url(struct store *s, const char *url, size_t n)
 	if (!http && !https)
 		return log_debug_errno(-EINVAL, "store URL '%.*s': not http:// or https://", (int)n,
 				       url);
-	if (https && !s->cert_file)
+	if (https && !s->cert_file && !s->tls.take)
 		return log_debug_errno(-EINVAL, "store URL '%.*s': https needs TLS files", (int)n,
 				       url);
 	while (n > 0 && url[n - 1] == '/')
@@ -415,6 +465,13 @@ static int store_set_tls(struct store *s, const struct store_tls *tls)
 {
 	if (!tls)
 		return 0;
+	if (tls->take) {
+		if (!tls->put)
+			return log_debug_errno(-EINVAL, "store: a credential provider needs put()");
+		s->tls = *tls;
+		s->tls.server_id = tls->server_id ? strdup(tls->server_id) : NULL;
+		return tls->server_id && !s->tls.server_id ? -ENOMEM : 0;
+	}
 	if (!tls->cert_file || !tls->key_file || !tls->ca_file)
 		return log_debug_errno(-EINVAL, "store: TLS needs a certificate, a key and CA roots");
 	s->cert_file = strdup(tls->cert_file);
@@ -469,6 +526,7 @@ void store_close(struct store *s)
 	free(s->cert_file);
 	free(s->key_file);
 	free(s->ca_file);
+	free((char *)s->tls.server_id);
 	if (s->curl)
 		curl_easy_cleanup(s->curl);
 	free(s);

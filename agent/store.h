@@ -15,7 +15,8 @@
  * store_last_error() returns, or -EAGAIN when that answer says the request
  * may pass later (HTTP 5xx, gRPC unavailable, deadline exceeded, aborted,
  * cancelled: an etcd starting, stopping or without a leader); -EBADMSG for an answer that is not the JSON
- * expected; -ENOENT for a missing key or an expired lease. Details go to
+ * expected; -EKEYREJECTED when the server's SVID is refused (the reason in
+ * store_last_error()); -ENOENT for a missing key or an expired lease. Details go to
  * the debug log only. Output parameters are written only on success.
  */
 #ifndef FEDGUARD_STORE_H
@@ -35,11 +36,40 @@ enum {
 	STORE_WATCH_QUEUE_MAX = 65536,	/* events waiting for drain() */
 };
 
-/* For https URLs: PEM files. The node SVID and its key, and the CA roots. */
+struct svid_trust;
+
+/*
+ * The client credential and the server's trust of one https connection, as
+ * store_tls.take hands them out: PEM text of the client's certificate chain
+ * (leaf first) and key, and the authorities the server's SVID must chain
+ * to. Valid until store_tls.put gets them back.
+ */
+struct store_cred {
+	const char *cert_pem;
+	size_t cert_len;
+	const char *key_pem;
+	size_t key_len;
+	const struct svid_trust *trust;
+	void *handle;			/* the provider's */
+};
+
+/*
+ * For https URLs, one of two ways. PEM files (tests, tools): the client's
+ * certificate and key, and the CA roots the server's certificate must chain
+ * to (host names are checked then). Or a provider (the agent, whose node
+ * SVID lives in memory and is renewed): take() is called before each
+ * connection on whatever thread makes it, put() after; the server must
+ * present an X.509-SVID that trust vouches for, with exactly server_id
+ * (NULL: any ID of the trust), checked by svid_verify() (curl_svid.h).
+ */
 struct store_tls {
 	const char *cert_file;
 	const char *key_file;
 	const char *ca_file;
+	int (*take)(void *ctx, struct store_cred *out);
+	void (*put)(void *ctx, struct store_cred *cred);
+	void *ctx;
+	const char *server_id;
 };
 
 struct store;

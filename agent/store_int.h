@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "curl_svid.h"
 #include "store.h"
 
 struct store {
@@ -17,13 +18,32 @@ struct store {
 	unsigned int n_urls;
 	unsigned int cur;	/* the URL that answered last */
 	char *cert_file, *key_file, *ca_file;
+	struct store_tls tls;	/* take, put, ctx, server_id (a copy) */
 	long connect_ms, total_ms;
 	CURL *curl;		/* of the owner's thread; watches have their own */
 	char err[256];
 };
 
-/* Options common to every transfer: TLS, connect timeout, no signals. */
-void store_curl_common(const struct store *s, CURL *c);
+/* One transfer's TLS: what store_tls.take gave, and the server's verdict. */
+struct store_session {
+	struct store_cred cred;
+	bool taken;
+	struct curl_svid v;
+};
+
+/*
+ * Options common to every transfer: TLS, connect timeout, no signals.
+ * With a credential provider, sess holds what the transfer borrows: call
+ * store_session_end() once curl_easy_perform() returned. 0 or -errno.
+ */
+int store_curl_common(const struct store *s, CURL *c, struct store_session *sess);
+
+/*
+ * Gives the credential back; when the server's SVID was refused, writes why
+ * to err (err_len bytes) and returns -EKEYREJECTED, else r.
+ */
+int store_session_end(const struct store *s, struct store_session *sess, int r, char *err,
+		      size_t err_len);
 
 /* A CURLcode of a transfer as a negative errno. */
 int store_curl_errno(CURLcode rc);

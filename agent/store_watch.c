@@ -262,9 +262,12 @@ static int store_watch_connect(struct store_watch *w, const char *url)
 {
 	_cleanup_free_ char *full = NULL;
 	_cleanup_free_ char *body = store_watch_body(w);
+	struct store_session sess;
 	struct curl_slist *hdr;
+	char err[256];
 	CURL *c;
 	CURLcode rc;
+	int r;
 
 	if (!body || asprintf(&full, "%s/v3/watch", url) < 0)
 		return -ENOMEM;
@@ -275,7 +278,13 @@ static int store_watch_connect(struct store_watch *w, const char *url)
 		curl_easy_cleanup(c);
 		return -ENOMEM;
 	}
-	store_curl_common(w->s, c);
+	r = store_curl_common(w->s, c, &sess);
+	if (r) {
+		store_session_end(w->s, &sess, r, err, sizeof(err));
+		curl_slist_free_all(hdr);
+		curl_easy_cleanup(c);
+		return log_debug_errno(r, "store watch '%s': no TLS credential", w->prefix);
+	}
 	curl_easy_setopt(c, CURLOPT_URL, full);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -290,8 +299,11 @@ static int store_watch_connect(struct store_watch *w, const char *url)
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(hdr);
 	curl_easy_cleanup(c);
-	log_debug("store watch '%s' at '%s': ended: %s", w->prefix, full, curl_easy_strerror(rc));
-	return rc == CURLE_OK ? -ECONNRESET : store_curl_errno(rc);
+	r = store_session_end(w->s, &sess, rc == CURLE_OK ? -ECONNRESET : store_curl_errno(rc), err,
+			      sizeof(err));
+	log_debug("store watch '%s' at '%s': ended: %s", w->prefix, full,
+		  r == -EKEYREJECTED ? err : curl_easy_strerror(rc));
+	return r;
 }
 
 /* Sleeps ms, in steps, unless stopped. */

@@ -947,3 +947,72 @@ Test(federation, a_bundle_endpoint_serving_garbage_a_huge_body_or_an_older_bundl
 	cr_expect_str_eq(after, before, "the bundle in force stays as it was");
 	rogue_stop();
 }
+
+/* --- the store over TLS ------------------------------------------------------------------------ */
+
+/*
+ * a.test's etcd over https, requiring client certificates of the mesh's
+ * CA: the agents reach it with their node SVIDs (from memory) and accept
+ * it only if it presents spiffe://a.test/etcd.
+ */
+static void tls_up(const char *path)
+{
+	int r;
+
+	fg_test_require_root_bpf();
+	fg_etcd_require();
+	w.store_tls_path = path;
+	r = fw_setup(&w, 1, 2);
+	for (int i = 0; !r && i < w.n_nodes; i++)
+		r = fw_agent_start(&w, &w.node[i], NULL) ?: fw_register(&w.node[i]);
+	if (r) {
+		fw_teardown(&w);
+		cr_assert_fail("the world: %s", strerror(-r));
+	}
+}
+
+static void tls_good_up(void)
+{
+	tls_up("/etcd");
+}
+
+static void tls_bad_up(void)
+{
+	tls_up("/not-etcd");
+}
+
+Test(mesh_tls, agents_reach_an_https_store_with_their_node_svids, .init = tls_good_up,
+     .fini = mesh_down, .timeout = 240)
+{
+	char out[8192];
+	long t;
+
+	cr_assert_str_eq(w.mesh[0].etcd.url, "https://10.234.0.1:2379");
+	mesh_ready();
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "quarantine add %s", a2->wid), 0, "%s", out);
+	t = wait_listed(a2, "quarantine.list", "quarantine", "target", a2->wid, true, WAIT_MS);
+	cr_expect_geq(t, 0);
+	fw_agent_stop(a2, SIGTERM);
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "quarantine del %s", a2->wid), 0, "%s", out);
+	cr_assert_eq(fw_agent_start(&w, a2, NULL), 0);
+	cr_expect_geq(wait_listed(a2, "quarantine.list", "quarantine", "target", a2->wid, false,
+				  WAIT_MS), 0, "what a2 missed comes from the https store");
+	cr_expect_eq(fw_ctl(a2, out, sizeof(out), "status"), 0);
+	cr_expect_not_null(strstr(out, "https://10.234.0.1:2379, reachable, in sync"), "%s", out);
+}
+
+Test(mesh_tls, a_store_with_another_identity_is_refused, .init = tls_bad_up, .fini = mesh_down,
+     .timeout = 240)
+{
+	char out[8192];
+	long t0 = fw_now_ms();
+
+	while (fw_now_ms() - t0 < WAIT_MS && !fw_log_count(a1, "id-mismatch"))
+		usleep(50000);
+	cr_expect_gt(fw_log_count(a1, "the store's SVID is rejected (id-mismatch)"), 0,
+		     "an etcd presenting spiffe://a.test/not-etcd is no store of a.test's");
+	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "status"), 0);
+	cr_expect_not_null(strstr(out, "UNREACHABLE"), "%s", out);
+	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "-j peer list"), 0);
+	cr_expect_null(strstr(out, "\"a2\""), "nothing was read from it: %s", out);
+}

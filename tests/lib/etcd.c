@@ -150,6 +150,12 @@ static int wait_here(void *ctx)
 	snprintf(url, sizeof(url), "%s/health", e->url);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (e->tls.cert[0]) {	/* an X.509-SVID names no host: the chain is what counts */
+		curl_easy_setopt(c, CURLOPT_SSLCERT, e->tls.client_cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, e->tls.client_key);
+		curl_easy_setopt(c, CURLOPT_CAINFO, e->tls.ca);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
 	while (now_ms() < deadline) {
@@ -178,7 +184,8 @@ static void fg_etcd_exec(const struct fg_etcd *e, const char *bin)
 
 	snprintf(data, sizeof(data), "%s/data", e->dir);
 	snprintf(log, sizeof(log), "%s/etcd.log", e->dir);
-	snprintf(client, sizeof(client), "http://%s:%d", e->host, e->client_port);
+	snprintf(client, sizeof(client), "%s://%s:%d", e->tls.cert[0] ? "https" : "http", e->host,
+		 e->client_port);
 	snprintf(peer, sizeof(peer), "http://%s:%d", e->host, e->peer_port);
 	snprintf(cluster, sizeof(cluster), "t=%s", peer);
 	/* a test that crashes must not leave its etcd behind */
@@ -190,10 +197,18 @@ static void fg_etcd_exec(const struct fg_etcd *e, const char *bin)
 		dup2(fd, 1);
 		dup2(fd, 2);
 	}
-	execl(bin, bin, "--name", "t", "--data-dir", data, "--listen-client-urls", client,
-	      "--advertise-client-urls", client, "--listen-peer-urls", peer,
-	      "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-	      "--logger", "zap", "--log-level", "warn", (char *)NULL);
+	if (e->tls.cert[0])
+		execl(bin, bin, "--name", "t", "--data-dir", data, "--listen-client-urls", client,
+		      "--advertise-client-urls", client, "--listen-peer-urls", peer,
+		      "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+		      "--cert-file", e->tls.cert, "--key-file", e->tls.key, "--client-cert-auth",
+		      "--trusted-ca-file", e->tls.ca, "--logger", "zap", "--log-level", "warn",
+		      (char *)NULL);
+	else
+		execl(bin, bin, "--name", "t", "--data-dir", data, "--listen-client-urls", client,
+		      "--advertise-client-urls", client, "--listen-peer-urls", peer,
+		      "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+		      "--logger", "zap", "--log-level", "warn", (char *)NULL);
 	_exit(127);
 }
 
@@ -239,13 +254,16 @@ int fg_etcd_start(struct fg_etcd *e)
 
 int fg_etcd_start_in(struct fg_etcd *e, const char *netns, const char *host)
 {
-	*e = (struct fg_etcd){ .client_port = 2379, .peer_port = 2380 };
+	typeof(e->tls) tls = e->tls;
+
+	*e = (struct fg_etcd){ .client_port = 2379, .peer_port = 2380, .tls = tls };
 	snprintf(e->dir, sizeof(e->dir), "/tmp/fg-etcd-XXXXXX");
 	if (!mkdtemp(e->dir))
 		return -errno;
 	snprintf(e->netns, sizeof(e->netns), "%s", netns);
 	snprintf(e->host, sizeof(e->host), "%s", host);
-	snprintf(e->url, sizeof(e->url), "http://%s:%d", host, e->client_port);
+	snprintf(e->url, sizeof(e->url), "%s://%s:%d", tls.cert[0] ? "https" : "http", host,
+		 e->client_port);
 	return fg_etcd_restart(e);
 }
 

@@ -21,7 +21,15 @@ struct fg_etcd {
 	int client_port, peer_port;
 	char host[64];		/* the address it listens on */
 	char netns[64];		/* the network namespace it runs in ("": the test's) */
-	char url[96];		/* http://host:client_port */
+	char url[96];		/* http://host:client_port, or https:// with tls */
+	/*
+	 * Set before fg_etcd_start_in() for clients over TLS only: the server's
+	 * certificate and key, the CA its clients' certificates must chain to,
+	 * and a client certificate and key for the readiness check.
+	 */
+	struct {
+		char cert[256], key[256], ca[256], client_cert[256], client_key[256];
+	} tls;
 };
 
 /* The etcd binary, or NULL (and a reason in why) when there is none. */

@@ -168,6 +168,24 @@ static void names(struct fw_world *w, int meshes, int per_mesh)
 	}
 }
 
+/* The etcd's SVID and a client's, both minted with the mesh's root CA. */
+static int store_tls(struct fw_world *w, struct fw_mesh *m)
+{
+	typeof(m->etcd.tls) *t = &m->etcd.tls;
+
+	if (ca_tool("svid --ca %s/ca --spiffe-id spiffe://%s%s --ttl 86400 --out %s/etcd-tls",
+		    m->dir, m->td, w->store_tls_path, m->dir) ||
+	    ca_tool("svid --ca %s/ca --spiffe-id spiffe://%s/test/client --ttl 86400 --out "
+		    "%s/client-tls", m->dir, m->td, m->dir))
+		return -EIO;
+	snprintf(t->cert, sizeof(t->cert), "%.200s/etcd-tls/svid.pem", m->dir);
+	snprintf(t->key, sizeof(t->key), "%.200s/etcd-tls/svid.key", m->dir);
+	snprintf(t->ca, sizeof(t->ca), "%.200s/ca/ca.pem", m->dir);
+	snprintf(t->client_cert, sizeof(t->client_cert), "%.200s/client-tls/svid.pem", m->dir);
+	snprintf(t->client_key, sizeof(t->client_key), "%.200s/client-tls/svid.key", m->dir);
+	return 0;
+}
+
 static int dirs_setup(struct fw_world *w)
 {
 	if (mkdir(w->root_cg, 0755))
@@ -184,10 +202,11 @@ static int dirs_setup(struct fw_world *w)
 
 int fw_setup(struct fw_world *w, int meshes, int per_mesh)
 {
+	const char *store_tls_path = w->store_tls_path;
 	struct sys_mount m;
 	int r;
 
-	*w = (struct fw_world){};
+	*w = (struct fw_world){ .store_tls_path = store_tls_path };
 	if (!getenv("FEDGUARDD") || !getenv("FEDGUARDCTL") || !getenv("FEDGUARD_CA")) {
 		fprintf(stderr, "fedworld: FEDGUARDD, FEDGUARDCTL and FEDGUARD_CA must name the "
 			"binaries (meson test sets them)\n");
@@ -212,7 +231,9 @@ int fw_setup(struct fw_world *w, int meshes, int per_mesh)
 	for (int i = 0; i < w->n_meshes && !r; i++) {
 		struct fw_node *first = &w->node[w->mesh[i].first];
 
-		r = fg_etcd_start_in(&w->mesh[i].etcd, first->ns, first->addr);
+		r = w->store_tls_path ? store_tls(w, &w->mesh[i]) : 0;
+		if (!r)
+			r = fg_etcd_start_in(&w->mesh[i].etcd, first->ns, first->addr);
 	}
 	for (int i = 0; i < w->n_nodes && !r; i++)
 		r = sb_serve_in(w->node[i].wcg, w->node[i].wns, &w->node[i].server);

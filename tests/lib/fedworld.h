@@ -58,6 +58,12 @@ struct fw_world {
 	struct fw_node node[FW_NODES_MAX];
 	int n_meshes, n_nodes;
 	bool no_federation;	/* the meshes do not federate (before fw_agent_start()) */
+	/*
+	 * Before fw_setup(): each mesh's etcd over TLS, requiring client
+	 * certificates of the mesh's CA, presenting an X.509-SVID with this
+	 * path (e.g. "/etcd", the ID agents expect) minted by fedguard-ca.
+	 */
+	const char *store_tls_path;
 };
 
 /* Builds meshes x per_mesh nodes with workloads, CAs, keys and an etcd each. 0 or -errno. */
