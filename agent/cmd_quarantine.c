@@ -141,6 +141,28 @@ int quarantine_lift(struct agent *a, const char *target, struct control_error *e
 	return agent_commit(a, next, err);
 }
 
+void quarantine_automatic(struct agent *a, const char *target, const char *kind, __u64 alert)
+{
+	struct control_error err = {};
+	unsigned int destroyed = 0;
+	char reason[REASON_MAX + 1];
+	struct spiffe_id sid;
+
+	if (spiffe_parse(target, &sid, NULL, 0) ||
+	    json_object_object_get_ex(state_section(a->state, "quarantine"), target, NULL))
+		return;	/* no ID, or in force already */
+	snprintf(reason, sizeof(reason), "automatic: %s alert %llu", kind,
+		 (unsigned long long)alert);
+	if (quarantine_enforce(a, target, record_new(a, sid.path_len == 0, reason), &destroyed,
+			       &err)) {
+		log_error("automatic quarantine of '%s' failed: %s", target, err.message);
+		return;
+	}
+	log_warn("quarantine '%s' in force automatically (%s alert %llu, --alert-quarantine): %u "
+		 "sockets destroyed", target, kind, (unsigned long long)alert, destroyed);
+	publish(a, target);
+}
+
 COMMAND(cmd_quarantine_add)
 {
 	struct agent *a = ctx;

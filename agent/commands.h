@@ -63,6 +63,13 @@ struct agent;
 int quarantine_enforce(struct agent *a, const char *target, struct json_object *record,
 		       unsigned int *destroyed, struct control_error *err);
 
+/*
+ * The quarantine --alert-quarantine takes when an alert of kind is raised
+ * about target: as quarantine.add would, with the alert as the reason, and
+ * to the mesh with a store. Nothing when target is in force already.
+ */
+void quarantine_automatic(struct agent *a, const char *target, const char *kind, __u64 alert);
+
 /* Lifts the quarantine of target; not_found when there is none. */
 int quarantine_lift(struct agent *a, const char *target, struct control_error *err);
 

@@ -147,6 +147,19 @@ int fed_opts_check(const struct fed_opts *o, const struct peerauth_opts *auth,
 			return -EINVAL;
 		}
 	}
+	for (unsigned int i = 0; i < o->n_share_names; i++) {
+		bool known = false;
+
+		for (unsigned int j = 0; j < o->n_federate && !known; j++) {
+			parse_federate(o->federate[j], &r);
+			known = strcmp(r.td, o->share_names[i]) == 0;
+		}
+		if (!known) {
+			log_error("option --share-names-with: '%s' is no trust domain of a "
+				  "--federate-with", o->share_names[i]);
+			return -EINVAL;
+		}
+	}
 	if (!o->store) {
 		if (o->lease_ttl || o->peer_listen || o->bundle_listen || o->n_federate) {
 			log_error("--store-lease-ttl, --peer-listen, --bundle-endpoint-listen and "
@@ -551,8 +564,11 @@ static int fed_parts_start(struct agent *a, const struct fed_opts *o)
 	int r;
 
 	f->alerts = json_object_new_array();
+	f->alert_ids = json_object_new_object();
+	f->share_names = o->share_names;
+	f->n_share_names = o->n_share_names;
 	f->remotes = calloc(o->n_federate ? o->n_federate : 1, sizeof(*f->remotes));
-	if (!f->remotes || !f->alerts)
+	if (!f->remotes || !f->alerts || !f->alert_ids)
 		return -ENOMEM;
 	for (unsigned int i = 0; i < o->n_federate; i++)
 		if (parse_federate(o->federate[i], &f->remotes[f->n_remotes++]))
@@ -630,6 +646,7 @@ void fed_stop(struct agent *a)
 	json_object_put(f->mirror);
 	json_object_put(f->snap);
 	json_object_put(f->alerts);
+	json_object_put(f->alert_ids);
 	free(f->remotes);
 	auth_trust_put(f->store_trust);
 	free(f->cert_pem);

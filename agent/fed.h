@@ -38,6 +38,8 @@ struct fed_opts {
 	const char *bundle_listen;	/* --bundle-endpoint-listen ADDR:PORT */
 	const char **federate;		/* --federate-with TD=URL,ENDPOINT-ID[,BUNDLE-FILE] */
 	unsigned int n_federate;
+	const char **share_names;	/* --share-names-with TD: alerts to it unredacted */
+	unsigned int n_share_names;
 };
 
 /*
@@ -84,6 +86,13 @@ void fed_trust_domain_removed(struct agent *a, const char *td, struct json_objec
 
 /* A peer of trust domain td presented a key not in its bundle: fetch it now (limited). */
 void fed_bundles_kick(struct agent *a, const char *td);
+
+/*
+ * An alert raised here (alert_to_json()'s object, borrowed): to the mesh's
+ * agents in full, to federated meshes' agents redacted (docs/federation.md,
+ * "Alerts").
+ */
+void fed_alert_raised(struct agent *a, struct json_object *alert);
 
 /* The alerts other agents sent, newest last, for fedguardctl alerts (result["remote"]). */
 void fed_alerts(struct agent *a, struct json_object *result);

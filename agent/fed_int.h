@@ -94,6 +94,9 @@ struct fed {
 
 	struct json_object *alerts;		/* alerts from other agents, newest last */
 	uint64_t alert_seq;
+	struct json_object *alert_ids;		/* ids of alerts seen, not to take twice */
+	const char **share_names;		/* --share-names-with */
+	unsigned int n_share_names;
 
 	/* https stores: the node SVID as PEM and the own trust, for the store's threads */
 	pthread_mutex_t tls_lock;

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include <fedguard/abi.h>
+#include <openssl/hmac.h>
 
 #include "addr.h"
 #include "agent.h"
@@ -266,6 +267,133 @@ static void send_changed(struct fed *f, struct fed_client *c, struct json_object
 }
 
 /* Alerts to td's agents for quarantines this mesh put on its identities. */
+/* --- alerts ------------------------------------------------------------------------------------ */
+
+enum {
+	ALERT_IDS_MAX = 4096,	/* alert ids remembered against duplicates */
+	REDACT_HASH_BYTES = 12,
+};
+
+/* Whether id was seen already; remembers it. */
+static bool alert_seen(struct fed *f, const char *id)
+{
+	if (json_object_object_get_ex(f->alert_ids, id, NULL))
+		return true;
+	if (json_object_object_length(f->alert_ids) >= ALERT_IDS_MAX) {
+		json_object_put(f->alert_ids);	/* forget the old ones: they will not come again */
+		f->alert_ids = json_object_new_object();
+	}
+	json_object_object_add(f->alert_ids, id, NULL);
+	return false;
+}
+
+/*
+ * id as another mesh may see it: its trust domain and a keyed hash of its
+ * path ("spiffe://TD/#HEX"), with the mesh's redaction key from the store;
+ * "spiffe://TD/#" while the key is not known yet.
+ */
+static const char *redact(struct fed *f, const char *id, char *buf, size_t len)
+{
+	struct json_object *key = fed_mirror_json(f, "redaction-key");
+	const char *k = key && json_object_is_type(key, json_type_string)
+				? json_object_get_string(key) : NULL;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	struct spiffe_id sid;
+	size_t used;
+
+	if (spiffe_parse(id, &sid, NULL, 0)) {
+		json_object_put(key);
+		return "?";
+	}
+	used = (size_t)snprintf(buf, len, "spiffe://%.*s/#", (int)sid.td_len, sid.td);
+	if (k && HMAC(EVP_sha256(), k, (int)strlen(k), (const unsigned char *)sid.path,
+		      sid.path_len, md, &n))
+		for (unsigned int i = 0; i < REDACT_HASH_BYTES && i < n && used + 3 < len; i++)
+			used += (size_t)snprintf(buf + used, len - used, "%02x", md[i]);
+	json_object_put(key);
+	return buf;
+}
+
+static bool shares_names(struct fed *f, const char *td)
+{
+	for (unsigned int i = 0; i < f->n_share_names; i++)
+		if (strcmp(f->share_names[i], td) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * An alert of this mesh for an agent of trust domain td: names of other
+ * trust domains than td redacted, the free text (it names them too)
+ * dropped, unless --share-names-with td.
+ */
+static struct json_object *alert_for(struct fed *f, struct json_object *msg, const char *td)
+{
+	struct json_object *out = state_copy(msg);
+	const char *target = str_of(msg, "target");
+	char buf[SPIFFE_TRUST_DOMAIN_MAX + 48];
+
+	if (shares_names(f, td))
+		return out;
+	json_object_object_del(out, "reason");
+	if (target && !spiffe_match_trust_domain(td, target)) {
+		json_object_object_add(out, "target", json_object_new_string(
+					       redact(f, target, buf, sizeof(buf))));
+		json_object_object_add(out, "redacted", json_object_new_boolean(true));
+	}
+	return out;
+}
+
+/* An alert of this mesh to the agents of other meshes we link with, each as it may see it. */
+static void alert_to_federation(struct agent *a, struct json_object *msg)
+{
+	struct fed *f = a->fed;
+	struct json_object *m;
+
+	for (size_t i = 0; i < f->n_clients; i++) {
+		m = alert_for(f, msg, f->clients[i].td);
+		send_json(f, f->clients[i].id, m);
+		json_object_put(m);
+	}
+	for (size_t i = 0; i < f->n_remotes; i++) {
+		if (!f->remotes[i].up)
+			continue;
+		m = alert_for(f, msg, f->remotes[i].td);
+		send_json(f, f->remotes[i].dial, m);
+		json_object_put(m);
+	}
+}
+
+void fed_alert_raised(struct agent *a, struct json_object *alert)
+{
+	struct fed *f = a->fed;
+	struct json_object *m, *subject = json_object_object_get(alert, "subject");
+	char id[SPIFFE_ID_MAX + 32];
+
+	if (!f || !f->links)
+		return;
+	m = msg_new("alert");
+	snprintf(id, sizeof(id), "%s#%lld", f->node_id,
+		 (long long)json_object_get_int64(json_object_object_get(alert, "alert_id")));
+	json_object_object_add(m, "id", json_object_new_string(id));
+	json_object_object_add(m, "kind", json_object_get(json_object_object_get(alert, "kind")));
+	json_object_object_add(m, "trust_domain", json_object_new_string(f->td));
+	json_object_object_add(m, "node", json_object_new_string(f->name));
+	json_object_object_add(m, "time", json_object_get(json_object_object_get(alert, "time")));
+	json_object_object_add(m, "target", json_object_get(json_object_object_get(subject,
+										   "spiffe_id")));
+	json_object_object_add(m, "count", json_object_get(json_object_object_get(alert, "count")));
+	json_object_object_add(m, "window_s", json_object_get(json_object_object_get(alert,
+										     "window_s")));
+	json_object_object_add(m, "reason", json_object_get(json_object_object_get(alert,
+										   "message")));
+	alert_seen(f, id);
+	to_mesh(f, m);
+	alert_to_federation(a, m);
+	json_object_put(m);
+}
+
 static void alert_foreign_quarantines(struct agent *a, struct fed_client *c)
 {
 	json_object_object_foreach(state_section(a->state, "quarantine"), target, rec)
@@ -282,6 +410,7 @@ static void alert_foreign_quarantines(struct agent *a, struct fed_client *c)
 			continue;
 		json_object_object_add(c->alerted, key, json_object_new_boolean(true));
 		m = msg_new("alert");
+		json_object_object_add(m, "id", json_object_new_string(key));
 		json_object_object_add(m, "kind", json_object_new_string("foreign_quarantine"));
 		json_object_object_add(m, "trust_domain", json_object_new_string(a->fed->td));
 		json_object_object_add(m, "node", json_object_new_string(a->fed->name));
@@ -404,13 +533,34 @@ static void take_quarantine_set(struct agent *a, struct fed_remote *r, struct js
 	json_object_put(gone);
 }
 
-static void take_alert(struct agent *a, const char *from, struct json_object *msg)
+/*
+ * An alert from another agent: kept once (by its id), and, when it comes
+ * from this mesh, passed on to the other meshes' agents linked to us.
+ */
+static void take_alert(struct agent *a, const char *from, struct json_object *msg, bool mesh)
 {
 	const char *kind = str_of(msg, "kind"), *td = str_of(msg, "trust_domain");
+	const char *id = str_of(msg, "id");
 
-	if (!kind || !td) {
-		log_warn("link from '%s': an alert without kind or trust domain: ignored", from);
+	if (!kind || !td || !id) {
+		log_warn("link from '%s': an alert without id, kind or trust domain: ignored", from);
 		return;
+	}
+	if (alert_seen(a->fed, id))
+		return;
+	if (!mesh && strcmp(td, from) != 0) {
+		log_warn("an alert from '%s' says it comes from '%s': ignored (a mesh speaks only "
+			 "for itself)", from, td);
+		return;
+	}
+	if (mesh) {
+		struct json_object *m;
+
+		for (size_t i = 0; i < a->fed->n_clients; i++) {
+			m = alert_for(a->fed, msg, a->fed->clients[i].td);
+			send_json(a->fed, a->fed->clients[i].id, m);
+			json_object_put(m);
+		}
 	}
 	log_warn("alert from mesh '%s' (%s): %s %s%s%s", td, from, kind,
 		 str_of(msg, "target") ? str_of(msg, "target") : "",
@@ -483,7 +633,7 @@ static void on_message(struct agent *a, struct link_event *ev)
 	} else if (r && strcmp(type, "quarantine_set") == 0) {
 		take_quarantine_set(a, r, msg);
 	} else if ((r || c) && strcmp(type, "alert") == 0) {
-		take_alert(a, r ? r->td : c->td, msg);
+		take_alert(a, r ? r->td : c->td, msg, false);
 	} else if (!r && !c && strcmp(type, "quarantine") == 0) {
 		take_push(a, ev->peer_id ? ev->peer_id : "?", msg);
 	} else if (!r && !c && strcmp(type, "state") == 0) {
@@ -495,7 +645,7 @@ static void on_message(struct agent *a, struct link_event *ev)
 			p->has_state = true;
 		}
 	} else if (!r && !c && strcmp(type, "alert") == 0) {
-		fed_alert_received(a, msg);
+		take_alert(a, a->fed->td, msg, true);
 	} else {
 		log_warn("link %llu: a message of type '%s' that this link does not carry: ignored",
 			 (unsigned long long)ev->id, type);

@@ -15,12 +15,14 @@
 #include <string.h>
 
 #include <fedguard/abi.h>
+#include <openssl/rand.h>
 
 #include "addr.h"
 #include "agent.h"
 #include "commands.h"
 #include "fed_int.h"
 #include "log.h"
+#include "mstore.h"
 #include "spiffe.h"
 #include "state.h"
 
@@ -403,8 +405,33 @@ static void sync_endpoints(struct agent *a)
 
 /* --- dispatch ---------------------------------------------------------------------------------- */
 
+/*
+ * The mesh's redaction key (docs/federation.md, "Alerts"): made by the first
+ * agent that finds none, as 32 random bytes in hex; put only if absent, so
+ * all agents end up with one key.
+ */
+static void sync_redaction_key(struct agent *a)
+{
+	unsigned char raw[32];
+	char hex[sizeof(raw) * 2 + 3];
+	int r;
+
+	if (json_object_object_get_ex(a->fed->mirror, "redaction-key", NULL))
+		return;
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return;
+	hex[0] = '"';
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(hex + 1 + 2 * i, 3, "%02x", raw[i]);
+	snprintf(hex + 1 + 2 * sizeof(raw), 2, "\"");
+	r = mstore_put_if(a->fed->ms, "redaction-key", hex, 0);
+	if (r)
+		log_warn_errno(r, "mesh store: no redaction key queued");
+}
+
 void fed_sync_all(struct agent *a)
 {
+	sync_redaction_key(a);
 	sync_policy(a);
 	sync_quarantine_all(a);
 	sync_endpoints(a);

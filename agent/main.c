@@ -110,6 +110,8 @@ static void usage(FILE *out)
 		"  --federate-with TD=URL,ENDPOINT-SPIFFE-ID[,BUNDLE-FILE]\n"
 		"                             trust mesh TD: its bundle endpoint, the agent that\n"
 		"                             serves it, a bootstrap bundle (repeatable)\n"
+		"  --share-names-with TD      send alerts to TD's agents with full SPIFFE IDs\n"
+		"                             (default: redacted) (repeatable)\n"
 		"\n"
 		"Observability (docs/observability.md):\n"
 		"  --flow-log PATH            flow log, or \"none\" (default STATE-DIR/flows.log)\n"
@@ -125,6 +127,9 @@ static void usage(FILE *out)
 		"  --alert-auth-failures N    alert after N failed authentications with one peer\n"
 		"                             within the window, 0 for never (default %d)\n"
 		"  --alert-window SECONDS     the alerts' window (default %d)\n"
+		"  --alert-quarantine KIND    quarantine the subject of every alert of KIND:\n"
+		"                             deny_rate, spoofing or auth_failures (default:\n"
+		"                             none) (repeatable)\n"
 		"\n"
 		"Configuration (docs/configuration.md):\n"
 		"  --config FILE              options from FILE (YAML, keys are the long option\n"
@@ -195,6 +200,8 @@ enum {
 	OPT_PEER_LISTEN,
 	OPT_BUNDLE_LISTEN,
 	OPT_FEDERATE_WITH,
+	OPT_SHARE_NAMES,
+	OPT_ALERT_QUARANTINE,
 	OPT_CONFIG,
 	OPT_CHECK_CONFIG,
 };
@@ -237,6 +244,8 @@ static const struct option long_opts[] = {
 	{"peer-listen", required_argument, NULL, OPT_PEER_LISTEN},
 	{"bundle-endpoint-listen", required_argument, NULL, OPT_BUNDLE_LISTEN},
 	{"federate-with", required_argument, NULL, OPT_FEDERATE_WITH},
+	{"share-names-with", required_argument, NULL, OPT_SHARE_NAMES},
+	{"alert-quarantine", required_argument, NULL, OPT_ALERT_QUARANTINE},
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
 	{},
@@ -248,7 +257,8 @@ static const struct option long_opts[] = {
  * step with "(repeatable)" in usage() (tests/test_config.c checks both).
  * The commands are not settings and are refused in a file.
  */
-static const char *const repeatable_opts[] = {"iface", "bundle", "federate-with", NULL};
+static const char *const repeatable_opts[] = {"iface", "bundle", "federate-with",
+					      "share-names-with", "alert-quarantine", NULL};
 static const char *const cmdline_only_opts[] = {"help", "version", "uninstall", "config",
 						"check-config", NULL};
 
@@ -306,9 +316,27 @@ static int parse_auth_opt(int c, struct args *a)
 	case OPT_FEDERATE_WITH:
 		a->fed.federate[a->fed.n_federate++] = optarg;
 		return 0;
+	case OPT_SHARE_NAMES:
+		a->fed.share_names[a->fed.n_share_names++] = optarg;
+		return 0;
 	default:
 		return -EINVAL;
 	}
+}
+
+/* --alert-quarantine KIND: the kinds whose alerts quarantine their subject. */
+static int parse_alert_kind(const char *s, unsigned int *mask)
+{
+	static const __u8 kinds[] = { ALERT_DENY_RATE, ALERT_SPOOFING, ALERT_AUTH_FAILURES };
+
+	for (size_t i = 0; i < sizeof(kinds); i++)
+		if (strcmp(s, alert_kind_name(kinds[i])) == 0) {
+			*mask |= 1u << kinds[i];
+			return 0;
+		}
+	log_error("option --alert-quarantine: '%s' is not deny_rate, spoofing or auth_failures",
+		  s);
+	return -EINVAL;
 }
 
 /* An option of observability; 0, -EINVAL, or 1 when c is not one of them. */
@@ -346,6 +374,8 @@ static int parse_obs_opt(int c, struct args *a)
 				 &a->obs.alerts.auth_failures);
 	case OPT_ALERT_WINDOW:
 		return parse_u32("--alert-window", optarg, 1, 86400, &a->obs.alerts.window_s);
+	case OPT_ALERT_QUARANTINE:
+		return parse_alert_kind(optarg, &a->obs.auto_quarantine);
 	default:
 		return 1;
 	}
@@ -477,7 +507,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 	a->ifaces = calloc(max, sizeof(*a->ifaces));
 	a->auth.bundles = calloc(max, sizeof(*a->auth.bundles));
 	a->fed.federate = calloc(max, sizeof(*a->fed.federate));
-	if (!a->ifaces || !a->auth.bundles || !a->fed.federate)
+	a->fed.share_names = calloc(max, sizeof(*a->fed.share_names));
+	if (!a->ifaces || !a->auth.bundles || !a->fed.federate || !a->fed.share_names)
 		return -ENOMEM;
 	a->opts.ifaces = a->ifaces;
 	r = config_feed(a->config, feed_opt, a);
@@ -515,6 +546,7 @@ static void args_free(struct args *a)
 	free(a->ifaces);
 	free(a->auth.bundles);
 	free(a->fed.federate);
+	free(a->fed.share_names);
 	config_free(a->config);
 	config_free(a->applied);
 }

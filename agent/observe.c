@@ -20,7 +20,9 @@
 
 #include "agent.h"
 #include "auth.h"
+#include "commands.h"
 #include "events.h"
+#include "fed.h"
 #include "log.h"
 #include "observe_int.h"
 
@@ -241,6 +243,11 @@ static void publish_alert(void *ctx, const struct alert *al)
 
 	log_warn("alert %llu %s: %s", (unsigned long long)al->seq, alert_kind_name(al->kind),
 		 json_object_get_string(json_object_object_get(obj, "message")));
+	if (obj && o->ag) {
+		fed_alert_raised(o->ag, obj);	/* to the mesh and the federation */
+		if (o->cfg_auto_quarantine & (1u << al->kind) && al->name)
+			quarantine_automatic(o->ag, al->name->s, alert_kind_name(al->kind), al->seq);
+	}
 	publish(o, obj, true, NULL);
 }
 
@@ -419,6 +426,7 @@ int observe_start(const struct observe_config *cfg, struct agent *ag, struct obs
 	o->epoll_fd = -1;
 	snprintf(o->instance, sizeof(o->instance), "%s", cfg->instance);
 	o->ring_cap = cfg->ring ? cfg->ring : OBSERVE_RING_DEFAULT;
+	o->cfg_auto_quarantine = cfg->auto_quarantine;
 	o->ring = calloc(o->ring_cap, sizeof(*o->ring));
 	r = o->ring ? open_parts(o, cfg) : log_error_errno(-ENOMEM, "observe: ring");
 	if (!r)

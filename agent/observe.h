@@ -49,6 +49,7 @@ struct observe_config {
 	unsigned int ring;	       /* 0: OBSERVE_RING_DEFAULT */
 	const char *metrics_listen;    /* NULL: no metrics endpoint */
 	struct alerts_config alerts;
+	unsigned int auto_quarantine;  /* 1 << enum alert_kind: quarantine the alert's subject */
 };
 
 struct observe;

@@ -78,6 +78,7 @@ struct observe_map_fill {
 
 struct observe {
 	struct agent *ag;
+	unsigned int cfg_auto_quarantine;	/* 1 << enum alert_kind: quarantine its subject */
 	char instance[72];
 	struct flowlog *flowlog; /* NULL: no flow log */
 	struct alerts *alerts;

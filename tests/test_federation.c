@@ -1016,3 +1016,134 @@ Test(mesh_tls, a_store_with_another_identity_is_refused, .init = tls_bad_up, .fi
 	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "-j peer list"), 0);
 	cr_expect_null(strstr(out, "\"a2\""), "nothing was read from it: %s", out);
 }
+
+/* --- alerts across the federation ----------------------------------------------------------------- */
+
+/* The federation with a low deny threshold, and more options for a.test's agents. */
+static void alerts_up(const char *const *a_extra)
+{
+	static const char *const low[] = { "--alert-deny-threshold=5", "--alert-window=30", NULL };
+	int r;
+
+	fg_test_require_root_bpf();
+	fg_etcd_require();
+	r = fw_setup(&w, 2, 2);
+	for (int i = 0; !r && i < w.n_nodes; i++)
+		r = fw_agent_start(&w, &w.node[i], w.node[i].mesh == 0 ? a_extra : low) ?:
+		    fw_register(&w.node[i]);
+	if (r) {
+		fw_teardown(&w);
+		cr_assert_fail("the world: %s", strerror(-r));
+	}
+}
+
+static void alerts_redacted_up(void)
+{
+	static const char *const extra[] = { "--alert-deny-threshold=5", "--alert-window=30",
+					     NULL };
+
+	alerts_up(extra);
+}
+
+static void alerts_named_up(void)
+{
+	static const char *const extra[] = { "--alert-deny-threshold=5", "--alert-window=30",
+					     "--share-names-with=b.test",
+					     "--alert-quarantine=deny_rate", NULL };
+
+	alerts_up(extra);
+}
+
+/* The first alert from another agent at n within ms, or NULL; the caller puts it. */
+static struct json_object *remote_alert(struct fw_node *n, long ms)
+{
+	long t0 = fw_now_ms();
+
+	while (fw_now_ms() - t0 < ms) {
+		struct json_object *res = NULL, *remote, *al = NULL;
+
+		if (fw_request(n, "alerts", NULL, &res) == 0 &&
+		    (remote = json_object_object_get(res, "remote")) &&
+		    json_object_array_length(remote) > 0)
+			al = json_object_get(json_object_array_get_idx(remote, 0));
+		json_object_put(res);
+		if (al)
+			return al;
+		usleep(2000);
+	}
+	return NULL;
+}
+
+/* a2's workload makes ten connects that policy denies: a deny_rate alert at a2. */
+static long provoke(void)
+{
+	long t0 = fw_now_ms();
+
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(sb_connect_in(a2->wcg, a2->wns, AF_INET, SOCK_STREAM, b2->waddr,
+					   SB_ECHO_PORT), -EPERM);
+	return t0;
+}
+
+Test(fedalerts, an_alert_reaches_every_agent_redacted_across_meshes, .init = alerts_redacted_up,
+     .fini = mesh_down, .timeout = 300)
+{
+	struct json_object *at_a1, *at_b1, *at_b2;
+	const char *target;
+	long t0;
+
+	federation_ready();
+	t0 = provoke();
+	at_a1 = remote_alert(a1, WAIT_MS);
+	at_b2 = remote_alert(b2, WAIT_MS);
+	cr_assert_not_null(at_a1, "a1 sees a2's alert");
+	cr_assert_not_null(at_b2, "and so does b2, in the other mesh");
+	printf("alerts: a deny_rate alert raised at a2 seen at b2 %ld ms after the first denied "
+	       "connect\n", fw_now_ms() - t0);
+	at_b1 = remote_alert(b1, WAIT_MS);
+	cr_assert_not_null(at_b1);
+
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(at_a1, "kind")),
+			 "deny_rate");
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(at_a1, "target")), a2->wid,
+			 "inside the mesh, full names");
+	cr_expect_not_null(json_object_object_get(at_a1, "reason"));
+	target = json_object_get_string(json_object_object_get(at_b2, "target"));
+	cr_expect(strncmp(target, "spiffe://a.test/#", 17) == 0 && strlen(target) == 17 + 24,
+		  "across meshes: the trust domain and a keyed hash of the path: '%s'", target);
+	cr_expect_null(strstr(target, "ns/a2"), "no trace of the name: '%s'", target);
+	cr_expect_null(json_object_object_get(at_b2, "reason"), "nor in the text, dropped");
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(at_b1, "target")), target,
+			 "one key for the whole mesh: the same hash everywhere");
+	json_object_put(at_a1);
+	json_object_put(at_b1);
+	json_object_put(at_b2);
+}
+
+Test(fedalerts, named_alerts_and_automatic_quarantine, .init = alerts_named_up,
+     .fini = mesh_down, .timeout = 300)
+{
+	struct json_object *at_b2, *res = NULL, *rec;
+	long t0, t;
+
+	federation_ready();
+	t0 = provoke();
+	at_b2 = remote_alert(b2, WAIT_MS);
+	cr_assert_not_null(at_b2);
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(at_b2, "target")), a2->wid,
+			 "--share-names-with b.test: full names for b.test");
+	json_object_put(at_b2);
+	t = wait_listed(b2, "quarantine.list", "quarantine", "target", a2->wid, true, WAIT_MS);
+	cr_assert_geq(t, 0, "--alert-quarantine deny_rate: a2's workload is quarantined, in every "
+		      "mesh since it is a.test's own");
+	printf("alerts: automatic quarantine in force at b2 %ld ms after the first denied "
+	       "connect\n", fw_now_ms() - t0);
+	cr_assert_eq(fw_request(a1, "quarantine.list", NULL, &res), 0);
+	rec = find_in(res, "quarantine", "target", a2->wid);
+	cr_assert_not_null(rec);
+	cr_expect_not_null(strstr(json_object_get_string(json_object_object_get(rec, "reason")),
+				  "automatic: deny_rate alert"));
+	json_object_put(res);
+	cr_expect_eq(sb_connect_in(a2->wcg, a2->wns, AF_INET, SOCK_STREAM, a1->waddr,
+				   SB_ECHO_PORT), -EPERM);
+}
