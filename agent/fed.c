@@ -36,6 +36,9 @@ enum {
 	ALERTS_KEPT = 256,
 };
 
+/* Seconds between the totals an agent sends its peers and federated meshes. */
+#define TELEMETRY_PERIOD_S 5
+
 /* The SPIFFE ID an https store must present: spiffe://TD/etcd (docs/federation.md). */
 #define STORE_ID_PATH "/etcd"
 
@@ -431,6 +434,8 @@ void fed_dispatch(struct agent *a, const struct pollfd *p, size_t n)
 		if (read(a->fed->timer_fd, &ticks, sizeof(ticks)) < 0)
 			log_debug("mesh timer: %m");
 		fed_bundles_tick(a);
+		if (++a->fed->ticks % TELEMETRY_PERIOD_S == 0)
+			fed_links_telemetry(a);
 	}
 }
 
@@ -565,6 +570,7 @@ static int fed_parts_start(struct agent *a, const struct fed_opts *o)
 
 	f->alerts = json_object_new_array();
 	f->alert_ids = json_object_new_object();
+	f->telemetry = json_object_new_object();
 	f->share_names = o->share_names;
 	f->n_share_names = o->n_share_names;
 	f->remotes = calloc(o->n_federate ? o->n_federate : 1, sizeof(*f->remotes));
@@ -647,6 +653,7 @@ void fed_stop(struct agent *a)
 	json_object_put(f->snap);
 	json_object_put(f->alerts);
 	json_object_put(f->alert_ids);
+	json_object_put(f->telemetry);
 	free(f->remotes);
 	auth_trust_put(f->store_trust);
 	free(f->cert_pem);

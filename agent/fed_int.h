@@ -95,6 +95,8 @@ struct fed {
 	struct json_object *alerts;		/* alerts from other agents, newest last */
 	uint64_t alert_seq;
 	struct json_object *alert_ids;		/* ids of alerts seen, not to take twice */
+	struct json_object *telemetry;		/* node SVID -> its last totals */
+	unsigned int ticks;
 	const char **share_names;		/* --share-names-with */
 	unsigned int n_share_names;
 
@@ -142,6 +144,7 @@ void fed_links_dispatch(struct agent *a);
 void fed_links_peers_sync(struct agent *a);
 void fed_links_state_changed(struct agent *a);
 void fed_links_quarantine(struct agent *a, const char *target, struct json_object *record);
+void fed_links_telemetry(struct agent *a);
 void fed_links_trust_changed(struct agent *a);
 void fed_links_peer_item(struct agent *a, const char *name, struct json_object *item);
 void fed_links_remote_items(struct agent *a, struct json_object *list);

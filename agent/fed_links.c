@@ -40,6 +40,7 @@
 #include "io.h"
 #include "link.h"
 #include "log.h"
+#include "observe.h"
 #include "peerauth.h"
 #include "peerauth_int.h"
 #include "policy_compile.h"
@@ -147,6 +148,45 @@ static struct json_object *state_msg(struct agent *a)
 	if (peerauth_bundle_sequence(a, a->fed->td, &seq) == 0)
 		json_object_object_add(m, "bundle_sequence", json_object_new_int64((int64_t)seq));
 	return m;
+}
+
+/* This node's numbers, no names: what its peers and federated meshes may see of it. */
+static struct json_object *telemetry_msg(struct agent *a)
+{
+	struct json_object *m = msg_new("telemetry"), *t = json_object_new_object();
+	struct observe_totals tot;
+
+	observe_totals(a->observe, &tot);
+	json_object_object_add(t, "drops", json_object_new_int64((int64_t)tot.drops));
+	json_object_object_add(t, "quarantine_hits",
+			       json_object_new_int64((int64_t)tot.quarantine_hits));
+	json_object_object_add(t, "allows", json_object_new_int64((int64_t)tot.allows));
+	json_object_object_add(t, "auth_ok", json_object_new_int64((int64_t)tot.auth_ok));
+	json_object_object_add(t, "auth_failed", json_object_new_int64((int64_t)tot.auth_failed));
+	json_object_object_add(t, "alerts", json_object_new_int64((int64_t)tot.alerts));
+	json_object_object_add(t, "quarantined", json_object_new_int(json_object_object_length(
+							 state_section(a->state, "quarantine"))));
+	json_object_object_add(m, "node", json_object_new_string(a->fed->name));
+	json_object_object_add(m, "trust_domain", json_object_new_string(a->fed->td));
+	json_object_object_add(m, "totals", t);
+	return m;
+}
+
+void fed_links_telemetry(struct agent *a)
+{
+	struct fed *f = a->fed;
+	struct json_object *m;
+
+	if (!f->links)
+		return;
+	m = telemetry_msg(a);
+	to_mesh(f, m);
+	for (size_t i = 0; i < f->n_clients; i++)
+		send_json(f, f->clients[i].id, m);
+	for (size_t i = 0; i < f->n_remotes; i++)
+		if (f->remotes[i].up)
+			send_json(f, f->remotes[i].dial, m);
+	json_object_put(m);
 }
 
 void fed_links_quarantine(struct agent *a, const char *target, struct json_object *record)
@@ -583,6 +623,16 @@ static void take_push(struct agent *a, const char *from, struct json_object *msg
 		fed_lift(a, target, "mesh");
 }
 
+/* A node's numbers, kept by its node SVID for peer list (the sender is who the link proved). */
+static void take_telemetry(struct agent *a, const char *from, struct json_object *msg)
+{
+	struct json_object *t = json_object_object_get(msg, "totals");
+
+	if (!from || !json_object_is_type(t, json_type_object))
+		return;
+	json_object_object_add(a->fed->telemetry, from, json_object_get(t));
+}
+
 static struct fed_peer *peer_by_dial(struct fed *f, uint64_t id)
 {
 	for (size_t i = 0; i < f->n_peers; i++)
@@ -615,40 +665,52 @@ static struct fed_client *client_by_id(struct fed *f, uint64_t id)
 	return NULL;
 }
 
+/* A mesh peer's state message: its versions. */
+static void take_state(struct fed_peer *p, struct json_object *msg)
+{
+	if (!p)
+		return;
+	p->policy_version = json_object_get_int64(json_object_object_get(msg, "policy_version"));
+	p->bundle_sequence = json_object_get_int64(json_object_object_get(msg, "bundle_sequence"));
+	p->has_state = true;
+}
+
+/*
+ * What a message may do depends on who the link proved its sender to be:
+ * an agent of this mesh may push quarantines and state; an agent of a
+ * federated mesh only what its mesh may tell (over our dial to it:
+ * endpoints, quarantine sets) and alerts and numbers.
+ */
 static void on_message(struct agent *a, struct link_event *ev)
 {
 	struct fed *f = a->fed;
 	struct json_object *msg = json_tokener_parse(ev->text);
 	const char *type = str_of(msg, "type");
-	struct fed_remote *r = remote_by_dial(f, ev->id);
-	struct fed_client *c = client_by_id(f, ev->id);
-	struct fed_peer *p = peer_by_dial(f, ev->id);
+	bool mesh = ev->peer_td && strcmp(ev->peer_td, f->td) == 0;
+	struct fed_remote *r = mesh ? NULL : remote_by_dial(f, ev->id);
+	struct fed_peer *p = mesh ? peer_by_dial(f, ev->id) : NULL;
 
-	if (!p && !r && !c)
+	if (mesh && !p)
 		p = peer_by_id(f, ev->peer_id);
-	if (!type) {
-		log_warn("link %llu: a message without a type: ignored", (unsigned long long)ev->id);
+	if (!type || !ev->peer_td) {
+		log_warn("link %llu: a message without a type or sender: ignored",
+			 (unsigned long long)ev->id);
+	} else if (strcmp(type, "telemetry") == 0) {
+		take_telemetry(a, ev->peer_id, msg);
 	} else if (r && strcmp(type, "endpoints") == 0) {
 		take_endpoints(a, r, msg);
 	} else if (r && strcmp(type, "quarantine_set") == 0) {
 		take_quarantine_set(a, r, msg);
-	} else if ((r || c) && strcmp(type, "alert") == 0) {
-		take_alert(a, r ? r->td : c->td, msg, false);
-	} else if (!r && !c && strcmp(type, "quarantine") == 0) {
-		take_push(a, ev->peer_id ? ev->peer_id : "?", msg);
-	} else if (!r && !c && strcmp(type, "state") == 0) {
-		if (p) {
-			p->policy_version = json_object_get_int64(json_object_object_get(
-				msg, "policy_version"));
-			p->bundle_sequence = json_object_get_int64(json_object_object_get(
-				msg, "bundle_sequence"));
-			p->has_state = true;
-		}
-	} else if (!r && !c && strcmp(type, "alert") == 0) {
-		take_alert(a, a->fed->td, msg, true);
+	} else if (strcmp(type, "alert") == 0) {
+		take_alert(a, ev->peer_td, msg, mesh);
+	} else if (mesh && strcmp(type, "quarantine") == 0) {
+		take_push(a, ev->peer_id, msg);
+	} else if (mesh && strcmp(type, "state") == 0) {
+		take_state(p, msg);
 	} else {
-		log_warn("link %llu: a message of type '%s' that this link does not carry: ignored",
-			 (unsigned long long)ev->id, type);
+		log_warn("link %llu from '%s': a message of type '%s' that this link does not "
+			 "carry: ignored", (unsigned long long)ev->id,
+			 ev->peer_id ? ev->peer_id : "?", type);
 	}
 	if (p)
 		p->last_seen = time(NULL);
@@ -966,6 +1028,8 @@ void fed_links_peer_item(struct agent *a, const char *name, struct json_object *
 			json_object_object_add(item, "bundle_sequence",
 					       json_object_new_int64(p->bundle_sequence));
 		}
+		json_object_object_add(item, "telemetry", json_object_get(json_object_object_get(
+							  f->telemetry, p->spiffe_id)));
 	}
 	free(list);
 }
@@ -993,6 +1057,8 @@ void fed_links_remote_items(struct agent *a, struct json_object *list)
 		json_object_object_add(item, "kind", json_object_new_string("federation"));
 		json_object_object_add(item, "state", json_object_new_string(
 						      r->up ? "up" : "connecting"));
+		json_object_object_add(item, "telemetry", json_object_get(json_object_object_get(
+							  f->telemetry, r->endpoint_id)));
 		if (li && li->last_error[0] && !r->up)
 			json_object_object_add(item, "last_error",
 					       json_object_new_string(li->last_error));
@@ -1014,6 +1080,8 @@ void fed_links_remote_items(struct agent *a, struct json_object *list)
 		json_object_object_add(item, "trust_domain", json_object_new_string(c->td));
 		json_object_object_add(item, "kind", json_object_new_string("federation"));
 		json_object_object_add(item, "state", json_object_new_string("linked to us"));
+		json_object_object_add(item, "telemetry", json_object_get(json_object_object_get(
+							  f->telemetry, c->node_id)));
 		if (last_rx(info, n, c->node_id))
 			json_object_object_add(item, "last_seen", json_object_new_int64(
 					       (int64_t)last_rx(info, n, c->node_id)));

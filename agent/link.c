@@ -334,6 +334,9 @@ void link_conn_message(struct link_conn *c, char *text, size_t len)
 
 	pthread_mutex_lock(&e->lock);
 	c->msgs_in++;
+	/* who sent it: the proven peer (a message comes only after the hellos) */
+	ev.peer_id = c->peer_id[0] ? strdup(c->peer_id) : NULL;
+	ev.peer_td = c->peer_td[0] ? strdup(c->peer_td) : NULL;
 	event_push(e, &ev);
 	pthread_mutex_unlock(&e->lock);
 }

@@ -147,7 +147,8 @@ enum link_event_type {
  * What happened. Strings are the event's own, freed by link_event_release().
  *
  *   UP       id, dir, addr, peer_id, peer_td, text (the peer's hello), not_after
- *   MESSAGE  id, text (a JSON object, NUL-terminated), len
+ *   MESSAGE  id, dir, peer_id, peer_td (the sender, as its chain proved),
+ *            text (a JSON object, NUL-terminated), len
  *   DOWN     id, dir, addr, was_up, attempts, text (why: "handshake: ...",
  *            "the SVID of '...' is rejected (untrusted): ...", "not admitted:
  *            ...", "silent for 5 s", "outbox full: ...", "closed by the peer:

@@ -439,6 +439,19 @@ int observe_start(const struct observe_config *cfg, struct agent *ag, struct obs
 	return 0;
 }
 
+void observe_totals(struct observe *o, struct observe_totals *out)
+{
+	*out = (struct observe_totals){};
+	if (!o)
+		return;
+	out->drops = o->records[FLOW_DROP];
+	out->quarantine_hits = o->records[FLOW_QUARANTINE_HIT];
+	out->allows = o->records[FLOW_ALLOW];
+	out->auth_ok = o->records[FLOW_AUTH_OK];
+	out->auth_failed = o->records[FLOW_AUTH_FAILED];
+	out->alerts = alerts_last_seq(o->alerts);
+}
+
 int observe_set_alerts(struct observe *o, const struct alerts_config *cfg)
 {
 	return o ? alerts_set_config(o->alerts, cfg) : -EINVAL;

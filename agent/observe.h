@@ -54,6 +54,13 @@ struct observe_config {
 
 struct observe;
 
+/* What a node shares with its peers, in numbers only: records by kind since the start. */
+struct observe_totals {
+	__u64 drops, quarantine_hits, allows, auth_ok, auth_failed, alerts;
+};
+
+void observe_totals(struct observe *o, struct observe_totals *out);
+
 /*
  * Subscribes to the agent's events, opens the flow log, listens for
  * metrics scrapes. The agent's datapath, events reader and state must be

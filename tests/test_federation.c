@@ -1085,6 +1085,26 @@ static long provoke(void)
 	return t0;
 }
 
+/* Whether b1's peer list shows a2's totals with its ten drops. */
+static bool a2_drops_seen_at_b1(void)
+{
+	struct json_object *res = NULL, *list, *t;
+	bool seen = false;
+
+	if (fw_request(b1, "peer.list", NULL, &res) == 0 &&
+	    (list = json_object_object_get(res, "peers")))
+		for (size_t i = 0; i < json_object_array_length(list) && !seen; i++) {
+			struct json_object *p = json_object_array_get_idx(list, i);
+
+			t = json_object_object_get(p, "telemetry");
+			seen = strcmp(json_object_get_string(json_object_object_get(p, "node")),
+				      "a2") == 0 && t &&
+			       json_object_get_int64(json_object_object_get(t, "drops")) >= 10;
+		}
+	json_object_put(res);
+	return seen;
+}
+
 Test(fedalerts, an_alert_reaches_every_agent_redacted_across_meshes, .init = alerts_redacted_up,
      .fini = mesh_down, .timeout = 300)
 {
@@ -1115,6 +1135,10 @@ Test(fedalerts, an_alert_reaches_every_agent_redacted_across_meshes, .init = ale
 	cr_expect_null(json_object_object_get(at_b2, "reason"), "nor in the text, dropped");
 	cr_expect_str_eq(json_object_get_string(json_object_object_get(at_b1, "target")), target,
 			 "one key for the whole mesh: the same hash everywhere");
+	t0 = fw_now_ms();
+	while (fw_now_ms() - t0 < WAIT_MS + 5000 && !a2_drops_seen_at_b1())
+		usleep(100000);
+	cr_expect(a2_drops_seen_at_b1(), "b1 sees a2's numbers (aggregated telemetry, no names)");
 	json_object_put(at_a1);
 	json_object_put(at_b1);
 	json_object_put(at_b2);

@@ -36,26 +36,27 @@ static void print_peers(struct json_object *result)
 	_cleanup_json_ struct json_object *rows = json_object_new_array();
 	struct json_object *list = ctl_jget(result, "peers");
 	char node[256], td[SPIFFE_TRUST_DOMAIN_MAX + 1], state[64], addr[64], seen[32], pv[32];
-	char seq[32];
+	char seq[32], drops[32];
 
 	if (!ctl_jlen(list)) {
 		printf("no peers (fedguardd runs without --store, or the store is not read yet)\n");
 		return;
 	}
-	ctl_table_row(rows, 7, "NODE", "TRUST DOMAIN", "STATE", "ADDRESS", "LAST SEEN",
-		      "POLICY", "BUNDLE SEQ");
+	ctl_table_row(rows, 8, "NODE", "TRUST DOMAIN", "STATE", "ADDRESS", "LAST SEEN",
+		      "POLICY", "BUNDLE SEQ", "DROPS");
 	for (size_t i = 0; i < ctl_jlen(list); i++) {
 		struct json_object *p = json_object_array_get_idx(list, i);
 		bool self = json_object_get_boolean(ctl_jget(p, "self"));
 
 		snprintf(node, sizeof(node), "%s%s", json_object_get_string(ctl_jget(p, "node")),
 			 self ? " (this node)" : "");
-		ctl_table_row(rows, 7, node, ctl_jfield(p, "trust_domain", td, sizeof(td)),
+		ctl_table_row(rows, 8, node, ctl_jfield(p, "trust_domain", td, sizeof(td)),
 			      ctl_jfield(p, "state", state, sizeof(state)),
 			      ctl_jfield(p, "address", addr, sizeof(addr)),
 			      ago(p, "last_seen", seen, sizeof(seen)),
 			      ctl_jfield(p, "policy_version", pv, sizeof(pv)),
-			      ctl_jfield(p, "bundle_sequence", seq, sizeof(seq)));
+			      ctl_jfield(p, "bundle_sequence", seq, sizeof(seq)),
+			      ctl_jfield(ctl_jget(p, "telemetry"), "drops", drops, sizeof(drops)));
 	}
 	ctl_table_print(rows);
 }
