@@ -26,6 +26,7 @@
 #include "fed_int.h"
 #include "link.h"
 #include "log.h"
+#include "metrics.h"
 #include "mstore.h"
 #include "peerauth.h"
 #include "spiffe.h"
@@ -687,6 +688,52 @@ void fed_status(struct agent *a, struct json_object *result)
 		json_object_object_add(s, "note", json_object_new_string(
 					       "enforcing the last known state"));
 	json_object_object_add(result, "store", s);
+}
+
+void fed_metrics(struct agent *a, struct metrics_buf *b)
+{
+	struct json_object *res = json_object_new_object(), *list;
+	static const char *const states[] = { "registered", "up", "connecting", "linked to us" };
+	struct control_error err = {};
+	struct mstore_status st;
+	struct fed *f = a->fed;
+	time_t now = time(NULL);
+
+	if (!f) {
+		json_object_put(res);
+		return;
+	}
+	mstore_status(f->ms, &st);
+	metrics_family(b, "fedguard_store_reachable", "gauge",
+		       "1 while the mesh store answers, 0 while the agent enforces the last state.");
+	metrics_u64(b, "fedguard_store_reachable", st.reachable, NULL);
+	metrics_family(b, "fedguard_store_pending_writes", "gauge",
+		       "Writes waiting for the mesh store.");
+	metrics_u64(b, "fedguard_store_pending_writes", st.pending, NULL);
+	cmd_peer_list(a, NULL, res, &err);
+	list = json_object_object_get(res, "peers");
+	metrics_family(b, "fedguard_peers", "gauge",
+		       "Agents of the mesh and of federated meshes, by the state of the link.");
+	for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++) {
+		__u64 n = 0;
+
+		for (size_t i = 0; i < json_object_array_length(list); i++)
+			n += strcmp(json_object_get_string(json_object_object_get(
+					    json_object_array_get_idx(list, i), "state")),
+				    states[s]) == 0;
+		metrics_u64(b, "fedguard_peers", n, "state", states[s], NULL);
+	}
+	json_object_put(res);
+	metrics_family(b, "fedguard_bundle_age_seconds", "gauge",
+		       "Seconds since a federated trust domain's bundle was last fetched from its "
+		       "endpoint (-1: never).");
+	for (size_t i = 0; i < f->n_remotes; i++)
+		metrics_f64(b, "fedguard_bundle_age_seconds",
+			    f->remotes[i].fetched_at ? (double)(now - f->remotes[i].fetched_at) : -1,
+			    "trust_domain", f->remotes[i].td, NULL);
+	metrics_family(b, "fedguard_remote_alerts_total", "counter",
+		       "Alerts received from other agents of the mesh and of federated meshes.");
+	metrics_u64(b, "fedguard_remote_alerts_total", f->alert_seq, NULL);
 }
 
 /* The record of node name in the mirror, parsed (to put), or NULL. */

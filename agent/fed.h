@@ -97,6 +97,11 @@ void fed_alert_raised(struct agent *a, struct json_object *alert);
 /* The alerts other agents sent, newest last, for fedguardctl alerts (result["remote"]). */
 void fed_alerts(struct agent *a, struct json_object *result);
 
+struct metrics_buf;
+
+/* The mesh's metrics: the store, peers by state, federated bundles' age, alerts received. */
+void fed_metrics(struct agent *a, struct metrics_buf *b);
+
 /* "store": {...} of fedguardctl status. */
 void fed_status(struct agent *a, struct json_object *result);
 

@@ -19,6 +19,7 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
+#include "fed.h"
 #include "cleanup.h"
 #include "events.h"
 #include "io.h"
@@ -389,5 +390,6 @@ int observe_metrics(void *ctx, struct metrics_buf *b)
 	handshakes(b, o);
 	handshake_latency(b, o);
 	identity(b, o);
+	fed_metrics(o->ag, b);
 	return b->err;
 }

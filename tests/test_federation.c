@@ -1040,7 +1040,7 @@ static void alerts_up(const char *const *a_extra)
 static void alerts_redacted_up(void)
 {
 	static const char *const extra[] = { "--alert-deny-threshold=5", "--alert-window=30",
-					     NULL };
+					     "--metrics-listen=127.0.0.1:9464", NULL };
 
 	alerts_up(extra);
 }
@@ -1085,6 +1085,29 @@ static long provoke(void)
 	return t0;
 }
 
+/* n's metrics, scraped over HTTP inside its namespace as Prometheus would. */
+static void scrape(struct fw_node *n, char *out, size_t len)
+{
+	char cmd[512];
+	size_t used = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd),
+		 "nsenter --net=/var/run/netns/%s bash -c 'exec 3<>/dev/tcp/127.0.0.1/9464 && "
+		 "printf \"GET /metrics HTTP/1.0\\r\\n\\r\\n\" >&3 && timeout 5 cat <&3'", n->ns);
+	p = popen(cmd, "re");
+	cr_assert_not_null(p);
+	while (used + 1 < len) {
+		size_t got = fread(out + used, 1, len - used - 1, p);
+
+		if (!got)
+			break;
+		used += got;
+	}
+	out[used] = 0;
+	pclose(p);
+}
+
 /* Whether b1's peer list shows a2's totals with its ten drops. */
 static bool a2_drops_seen_at_b1(void)
 {
@@ -1109,6 +1132,7 @@ Test(fedalerts, an_alert_reaches_every_agent_redacted_across_meshes, .init = ale
      .fini = mesh_down, .timeout = 300)
 {
 	struct json_object *at_a1, *at_b1, *at_b2;
+	static char metrics[1 << 16];
 	const char *target;
 	long t0;
 
@@ -1139,6 +1163,14 @@ Test(fedalerts, an_alert_reaches_every_agent_redacted_across_meshes, .init = ale
 	while (fw_now_ms() - t0 < WAIT_MS + 5000 && !a2_drops_seen_at_b1())
 		usleep(100000);
 	cr_expect(a2_drops_seen_at_b1(), "b1 sees a2's numbers (aggregated telemetry, no names)");
+	scrape(a1, metrics, sizeof(metrics));
+	cr_expect_not_null(strstr(metrics, "fedguard_store_reachable 1"), "%s", metrics);
+	cr_expect_not_null(strstr(metrics, "fedguard_peers{state=\"up\"} 2"),
+			   "a1's links to a2 and to b1 are up: %s", metrics);
+	cr_expect_not_null(strstr(metrics, "fedguard_bundle_age_seconds{trust_domain=\"b.test\"}"),
+			   "%s", metrics);
+	cr_expect_null(strstr(metrics, "fedguard_remote_alerts_total 0"),
+		       "a1 counted a2's alert: %s", metrics);
 	json_object_put(at_a1);
 	json_object_put(at_b1);
 	json_object_put(at_b2);
