@@ -28,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mstore.h"
+#include "observe.h"
 #include "peerauth.h"
 #include "spiffe.h"
 #include "state.h"
@@ -446,9 +447,10 @@ void fed_alert_received(struct agent *a, struct json_object *msg)
 	struct fed *f = a->fed;
 	struct json_object *al = state_copy(msg);
 
-	json_object_object_del(al, "type");
+	json_object_object_add(al, "type", json_object_new_string("remote_alert"));
 	json_object_object_add(al, "seq", json_object_new_int64((int64_t)++f->alert_seq));
 	json_object_object_add(al, "received", json_object_new_int64((int64_t)time(NULL)));
+	observe_remote_alert(a->observe, al);	/* alerts --follow, and the flow log */
 	json_object_array_add(f->alerts, al);
 	if (json_object_array_length(f->alerts) > ALERTS_KEPT)
 		json_object_array_del_idx(f->alerts, 0, 1);

@@ -251,6 +251,12 @@ static void publish_alert(void *ctx, const struct alert *al)
 	publish(o, obj, true, NULL);
 }
 
+void observe_remote_alert(struct observe *o, struct json_object *alert)
+{
+	if (o && alert)
+		publish(o, json_object_get(alert), true, NULL);
+}
+
 void observe_record(struct observe *o, struct flow_record *r)
 {
 	__u64 last_alert = alerts_last_seq(o->alerts);

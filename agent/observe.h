@@ -61,6 +61,9 @@ struct observe_totals {
 
 void observe_totals(struct observe *o, struct observe_totals *out);
 
+/* An alert another agent sent ({"type": "remote_alert", ...}): to the flow log and followers. */
+void observe_remote_alert(struct observe *o, struct json_object *alert);
+
 /*
  * Subscribes to the agent's events, opens the flow log, listens for
  * metrics scrapes. The agent's datapath, events reader and state must be

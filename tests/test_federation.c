@@ -1137,6 +1137,9 @@ Test(fedalerts, an_alert_reaches_every_agent_redacted_across_meshes, .init = ale
 	long t0;
 
 	federation_ready();
+	cr_assert_eq(sb_sh("timeout -s INT 4 %s --instance %s alerts --follow -j > %s/follow.out "
+			   "2>&1 &", getenv("FEDGUARDCTL"), b2->instance, b2->dir), 0);
+	usleep(500000);
 	t0 = provoke();
 	at_a1 = remote_alert(a1, WAIT_MS);
 	at_b2 = remote_alert(b2, WAIT_MS);
@@ -1163,6 +1166,8 @@ Test(fedalerts, an_alert_reaches_every_agent_redacted_across_meshes, .init = ale
 	while (fw_now_ms() - t0 < WAIT_MS + 5000 && !a2_drops_seen_at_b1())
 		usleep(100000);
 	cr_expect(a2_drops_seen_at_b1(), "b1 sees a2's numbers (aggregated telemetry, no names)");
+	cr_expect_eq(sb_sh("grep -q '\"type\":\"remote_alert\"' %s/follow.out", b2->dir), 0,
+		     "fedguardctl alerts --follow at b2 showed it as it came");
 	scrape(a1, metrics, sizeof(metrics));
 	cr_expect_not_null(strstr(metrics, "fedguard_store_reachable 1"), "%s", metrics);
 	cr_expect_not_null(strstr(metrics, "fedguard_peers{state=\"up\"} 2"),

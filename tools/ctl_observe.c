@@ -81,23 +81,6 @@ static void print_alert(struct json_object *a)
 	       jstr(a, "message") ?: "");
 }
 
-/* One record of a stream or of a reply's list. */
-static void print_record(const struct ctl *ctl, struct json_object *rec)
-{
-	const char *type = jstr(rec, "type");
-
-	if (ctl->json)
-		puts(json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN |
-								 JSON_C_TO_STRING_NOSLASHESCAPE));
-	else if (type && strcmp(type, "alert") == 0)
-		print_alert(rec);
-	else if (type && strcmp(type, "lost") == 0)
-		printf("-- %s records not shown: this client read too slowly\n",
-		       json_object_get_string(ctl_jget(rec, "records")));
-	else
-		print_flow(rec);
-}
-
 /* An alert another agent sent (from the mesh, or a federated mesh). */
 static void print_remote_alert(struct json_object *a)
 {
@@ -110,6 +93,25 @@ static void print_remote_alert(struct json_object *a)
 	printf("%s  alert from mesh %s (agent %s)  %s  %s%s%s\n", when,
 	       jstr(a, "trust_domain") ?: "-", jstr(a, "node") ?: "-", jstr(a, "kind") ?: "-",
 	       jstr(a, "target") ?: "", jstr(a, "reason") ? ": " : "", jstr(a, "reason") ?: "");
+}
+
+/* One record of a stream or of a reply's list. */
+static void print_record(const struct ctl *ctl, struct json_object *rec)
+{
+	const char *type = jstr(rec, "type");
+
+	if (ctl->json)
+		puts(json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN |
+								 JSON_C_TO_STRING_NOSLASHESCAPE));
+	else if (type && strcmp(type, "alert") == 0)
+		print_alert(rec);
+	else if (type && strcmp(type, "remote_alert") == 0)
+		print_remote_alert(rec);
+	else if (type && strcmp(type, "lost") == 0)
+		printf("-- %s records not shown: this client read too slowly\n",
+		       json_object_get_string(ctl_jget(rec, "records")));
+	else
+		print_flow(rec);
 }
 
 static void print_list(const struct ctl *ctl, struct json_object *result, const char *key)
