@@ -564,6 +564,43 @@ void fed_trust_changed(struct agent *a)
 
 /* --- start and stop ----------------------------------------------------------------------- */
 
+/*
+ * What meshes announced that are no longer --federate-with entries (the
+ * agent was restarted without them): their endpoints and quarantines go.
+ * Their bundles stay when given by --bundle or bundle.set.
+ */
+static void forget_unfederated(struct agent *a)
+{
+	struct json_object *done = json_object_new_object(), *result;
+	static const char *const sections[] = { "endpoints", "quarantine" };
+
+	for (size_t s = 0; s < 2; s++) {
+		json_object_object_foreach(state_section(a->state, sections[s]), k, rec)
+		{
+			struct json_object *o;
+			const char *td;
+
+			(void)k;
+			if (!json_object_object_get_ex(rec, "origin", &o) ||
+			    strncmp(json_object_get_string(o), "td:", 3) != 0)
+				continue;
+			td = json_object_get_string(o) + 3;
+			if (!fed_remote_find(a->fed, td))
+				json_object_object_add(done, td, NULL);
+		}
+	}
+	json_object_object_foreach(done, td, v)
+	{
+		(void)v;
+		log_info("mesh '%s' is no longer federated (no --federate-with): what it announced "
+			 "goes", td);
+		result = json_object_new_object();
+		fed_trust_domain_removed(a, td, result);
+		json_object_put(result);
+	}
+	json_object_put(done);
+}
+
 /* Links, bundles and the timer, once the store client runs. */
 static int fed_parts_start(struct agent *a, const struct fed_opts *o)
 {
@@ -582,6 +619,7 @@ static int fed_parts_start(struct agent *a, const struct fed_opts *o)
 	for (unsigned int i = 0; i < o->n_federate; i++)
 		if (parse_federate(o->federate[i], &f->remotes[f->n_remotes++]))
 			return -EINVAL;
+	forget_unfederated(a);
 	f->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (f->timer_fd < 0 || timerfd_settime(f->timer_fd, 0, &second, NULL))
 		return log_error_errno(-errno, "mesh timer");

@@ -712,6 +712,15 @@ Test(federation, removing_a_trust_domain_removes_what_its_mesh_announced)
 		  "and stay gone: no link brings them back");
 	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "peer list"), 0);
 	cr_expect(strstr(out, "b1") == NULL || strstr(out, "connecting"), "%s", out);
+
+	/* a2 restarted without its --federate-with: b.test's announcements go too */
+	cr_assert(listed(a2, "endpoint.list", "endpoints", "spiffe_id", b1->wid));
+	fw_agent_stop(a2, SIGTERM);
+	w.no_federation = true;
+	cr_assert_eq(fw_agent_start(&w, a2, NULL), 0);
+	cr_expect(!listed(a2, "endpoint.list", "endpoints", "spiffe_id", b1->wid),
+		  "what a mesh no longer federated announced is forgotten at start");
+	cr_expect_gt(fw_log_count(a2, "is no longer federated"), 0);
 }
 
 /* --- a compromised mesh ------------------------------------------------------------------------- */
