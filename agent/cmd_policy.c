@@ -55,6 +55,9 @@ static struct json_object *entry_json(const struct policy_entry *e, const struct
 					e->value.action == FG_ACT_DENY ? "deny" : "allow"));
 	json_object_object_add(o, "auth", json_object_new_string(
 					e->value.auth == FG_AUTH_MTLS ? "required" : "none"));
+	json_object_object_add(o, "transport", json_object_new_string(
+					e->value.transport == FG_TRANSPORT_TUNNEL ? "encrypted"
+										 : "direct"));
 	json_object_object_add(o, "rule", rule ? json_object_new_string(rule)
 					       : json_object_new_int64(e->value.rule_id));
 	return o;
@@ -266,6 +269,9 @@ static void verdict_json(const struct policy_verdict *pv, struct json_object *re
 							     : NULL);
 	json_object_object_add(result, "auth", json_object_new_string(
 					       pv->auth == FG_AUTH_MTLS ? "required" : "none"));
+	json_object_object_add(result, "transport", pv->action != FG_ACT_ALLOW ? NULL :
+			       json_object_new_string(pv->transport == FG_TRANSPORT_TUNNEL
+							      ? "encrypted" : "authenticated"));
 	json_object_object_add(result, "reason", json_object_new_string(pv->reason));
 }
 

@@ -446,6 +446,8 @@ static void merge_value(struct fg_policy_value *old, const struct fg_policy_valu
 	}
 	if (v->auth > old->auth)
 		old->auth = v->auth;
+	if (v->transport > old->transport)	/* the tunnel is the stricter */
+		old->transport = v->transport;
 }
 
 /* The slot holding k, or the empty slot where k belongs; n_slots must not be 0. */
@@ -500,15 +502,42 @@ struct rule_plan {
 	struct fg_policy_value value;
 };
 
-static int emit_pair(struct compile_ctx *ctx, const struct rule_plan *p, __u8 dir, __u32 local,
-		     __u32 peer)
+/*
+ * How the flow between local identity i and peer j (-1: any peer) travels:
+ * directly when it stays on the node, else as the rule says, else as the
+ * document says if both ends are of one trust domain, else encrypted. A
+ * document's `authenticated` never covers two trust domains.
+ */
+static __u8 transport_of(const struct compile_ctx *ctx, const struct rule_plan *p, size_t i,
+			 ssize_t j)
 {
+	const struct view *v = &ctx->view;
+
+	if (p->value.action == FG_ACT_DENY || (j >= 0 && v->ids[j].local))
+		return FG_TRANSPORT_DIRECT;
+	if (p->rule->transport != POLICY_TRANSPORT_DEFAULT)
+		return p->rule->transport == POLICY_TRANSPORT_ENCRYPTED ? FG_TRANSPORT_TUNNEL
+									: FG_TRANSPORT_DIRECT;
+	if (ctx->doc->transport == POLICY_TRANSPORT_AUTHENTICATED && j >= 0 &&
+	    v->parsed[i].td_len == v->parsed[j].td_len &&
+	    memcmp(v->parsed[i].td, v->parsed[j].td, v->parsed[i].td_len) == 0)
+		return FG_TRANSPORT_DIRECT;
+	return FG_TRANSPORT_TUNNEL;
+}
+
+static int emit_pair(struct compile_ctx *ctx, const struct rule_plan *p, __u8 dir, size_t li,
+		     ssize_t pj)
+{
+	__u32 local = ctx->view.ids[li].id, peer = pj >= 0 ? ctx->view.ids[pj].id : FG_ID_ANY;
 	struct fg_policy_key k = {
 		.src_id = dir == FG_DIR_EGRESS ? local : peer,
 		.dst_id = dir == FG_DIR_EGRESS ? peer : local,
 		.dir = dir,
 	};
+	struct fg_policy_value value = p->value;
 	int r = 0;
+
+	value.transport = transport_of(ctx, p, li, pj);
 
 	/* The all-zero key is the generation entry: identities are never 0. */
 	assert(k.src_id && k.dst_id && k.dir != FG_DIR_META);
@@ -518,14 +547,14 @@ static int emit_pair(struct compile_ctx *ctx, const struct rule_plan *p, __u8 di
 		k.proto = protos[i];
 		if (p->ports.all) {
 			k.port = 0;
-			r = table_put(&ctx->table, &k, &p->value);
+			r = table_put(&ctx->table, &k, &value);
 			continue;
 		}
 		for (size_t j = 0; !r && j < p->ports.n; j++) {
 			for (__u32 port = p->ports.ranges[j].first;
 			     !r && port <= p->ports.ranges[j].last; port++) {
 				k.port = (__u16)port;
-				r = table_put(&ctx->table, &k, &p->value);
+				r = table_put(&ctx->table, &k, &value);
 			}
 		}
 	}
@@ -550,12 +579,12 @@ static int emit_direction(struct compile_ctx *ctx, const struct rule_plan *p, __
 		if (!v->ids[i].local || !local_match[i])
 			continue;
 		if (peer_side->any) {
-			r = emit_pair(ctx, p, dir, v->ids[i].id, FG_ID_ANY);
+			r = emit_pair(ctx, p, dir, i, -1);
 			continue;
 		}
 		for (size_t j = 0; !r && j < v->n; j++)
 			if (peer_match[j])
-				r = emit_pair(ctx, p, dir, v->ids[i].id, v->ids[j].id);
+				r = emit_pair(ctx, p, dir, i, (ssize_t)j);
 	}
 	return r;
 }
@@ -823,6 +852,22 @@ static void verdict_fill(const struct policy_doc *doc, const struct pick *deny,
 	verdict_words(doc, deny, allow, auth_idx, v);
 }
 
+/* transport_of() for a check: the rule, and where the two ends are. */
+static __u8 party_transport(const struct policy_doc *doc, const struct policy_rule *rule,
+			    const struct party *from, const struct party *to)
+{
+	if (from->id.local && to->id.local)
+		return FG_TRANSPORT_DIRECT;
+	if (rule->transport != POLICY_TRANSPORT_DEFAULT)
+		return rule->transport == POLICY_TRANSPORT_ENCRYPTED ? FG_TRANSPORT_TUNNEL
+								     : FG_TRANSPORT_DIRECT;
+	if (doc->transport == POLICY_TRANSPORT_AUTHENTICATED &&
+	    from->parsed.td_len == to->parsed.td_len &&
+	    memcmp(from->parsed.td, to->parsed.td, from->parsed.td_len) == 0)
+		return FG_TRANSPORT_DIRECT;
+	return FG_TRANSPORT_TUNNEL;
+}
+
 int policy_check(const struct policy_doc *doc, const struct policy_identity *ids, size_t n_ids,
 		 const char *from_id, const char *to_id, __u16 port, __u8 proto,
 		 struct policy_verdict *result)
@@ -832,7 +877,7 @@ int policy_check(const struct policy_doc *doc, const struct policy_identity *ids
 	struct party from, to;
 	size_t auth_idx = 0;
 	unsigned int probe;
-	__u8 dir;
+	__u8 dir, transport = FG_TRANSPORT_DIRECT;
 	int r;
 
 	if (!port || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
@@ -856,10 +901,14 @@ int policy_check(const struct policy_doc *doc, const struct policy_identity *ids
 		pick_better(&allow, i + 1, probe);
 		if (!auth_idx && rule->auth == POLICY_AUTH_REQUIRED)
 			auth_idx = i + 1;
+		if (party_transport(doc, rule, &from, &to) > transport)
+			transport = FG_TRANSPORT_TUNNEL;	/* as the entries merge */
 	}
 	*result = (struct policy_verdict){.action = FG_ACT_DENY, .dir = dir};
 	if (deny.idx || allow.idx)
 		verdict_fill(doc, &deny, &allow, auth_idx, result);
+	if (result->action == FG_ACT_ALLOW)
+		result->transport = transport;
 	else
 		snprintf(result->reason, sizeof(result->reason),
 			 "no rule allows %s -> %s port %u/%s: default deny", from_id, to_id, port,
@@ -871,7 +920,8 @@ int policy_check(const struct policy_doc *doc, const struct policy_identity *ids
 
 static bool value_equal(const struct fg_policy_value *a, const struct fg_policy_value *b)
 {
-	return a->action == b->action && a->auth == b->auth && a->rule_id == b->rule_id;
+	return a->action == b->action && a->auth == b->auth && a->transport == b->transport &&
+	       a->rule_id == b->rule_id;
 }
 
 /* A sorted copy of set without generation entries. */

@@ -118,6 +118,7 @@ struct policy_verdict {
 	__u8 action;			/* FG_ACT_ALLOW or FG_ACT_DENY */
 	__u8 auth;			/* enum fg_auth_mode, for an allow */
 	__u8 dir;			/* the side that judges: FG_DIR_EGRESS or _INGRESS */
+	__u8 transport;			/* enum fg_transport, for an allow */
 	size_t rule_index;		/* 1-based rule_id; 0 for the default deny */
 	const char *rule_name;		/* points into doc; NULL for the default deny */
 	size_t overridden_index;	/* deny: the allow it overrides, else 0 */

@@ -39,9 +39,9 @@ struct parse_ctx {
 	size_t n_names;	       /* slots, a power of two */
 };
 
-static const char *const doc_keys[] = {"version", "rules", NULL};
+static const char *const doc_keys[] = {"version", "transport", "rules", NULL};
 static const char *const rule_keys[] = {"name",	 "action",    "from", "to",
-					"ports", "protocols", "auth", NULL};
+					"ports", "protocols", "auth", "transport", NULL};
 static const char *const selector_keys[] = {"spiffe_id", "trust_domain", "labels", NULL};
 static const char *const exists_keys[] = {"exists", NULL};
 
@@ -662,6 +662,16 @@ static int parse_rule_name(struct parse_ctx *c, const yaml_node_t *n, const stru
 	return 0;
 }
 
+static int parse_transport(struct parse_ctx *c, const yaml_node_t *n, enum policy_transport *out)
+{
+	int choice = 0;
+	int r = parse_choice(c, n, "'transport'", "encrypted", "authenticated", &choice);
+
+	if (!r)
+		*out = choice ? POLICY_TRANSPORT_AUTHENTICATED : POLICY_TRANSPORT_ENCRYPTED;
+	return r;
+}
+
 static int parse_rule_fields(struct parse_ctx *c, const yaml_node_t *n, struct policy_rule *rule)
 {
 	yaml_node_t *v = NULL;
@@ -692,6 +702,10 @@ static int parse_rule_fields(struct parse_ctx *c, const yaml_node_t *n, struct p
 	/* A deny is never authenticated into an allow: say so rather than ignore it. */
 	if (!r && rule->action == POLICY_DENY && rule->auth == POLICY_AUTH_REQUIRED)
 		r = fail(c, v, "'auth': a deny rule cannot require authentication");
+	if (!r && (v = map_get(c, n, "transport")))
+		r = parse_transport(c, v, &rule->transport);
+	if (!r && v && rule->action == POLICY_DENY)
+		r = fail(c, v, "'transport': a deny rule carries nothing");
 	return r;
 }
 
@@ -737,7 +751,7 @@ static int parse_version(struct parse_ctx *c, const yaml_node_t *n, __u64 *out)
 
 static int parse_root(struct parse_ctx *c, const yaml_node_t *n, struct policy_doc *doc)
 {
-	yaml_node_t *version = NULL, *rules = NULL;
+	yaml_node_t *version = NULL, *rules = NULL, *transport;
 	int r;
 
 	if (n->type != YAML_MAPPING_NODE)
@@ -747,6 +761,8 @@ static int parse_root(struct parse_ctx *c, const yaml_node_t *n, struct policy_d
 		r = map_require(c, n, "version", &version);
 	if (!r)
 		r = parse_version(c, version, &doc->version);
+	if (!r && (transport = map_get(c, n, "transport")))
+		r = parse_transport(c, transport, &doc->transport);
 	if (!r)
 		r = map_require(c, n, "rules", &rules);
 	if (!r)

@@ -29,6 +29,18 @@ enum policy_auth {
 	POLICY_AUTH_REQUIRED = 1, /* mTLS between the two workloads */
 };
 
+/*
+ * How an allowed flow travels (docs/policy.md, "Transport"). DEFAULT: as
+ * the document's `transport` says, else encrypted when the flow leaves the
+ * node; a document's `authenticated` never applies to a flow between two
+ * trust domains, only a rule's does.
+ */
+enum policy_transport {
+	POLICY_TRANSPORT_DEFAULT = 0,
+	POLICY_TRANSPORT_ENCRYPTED = 1,	    /* inside a TLS tunnel between the two workloads */
+	POLICY_TRANSPORT_AUTHENTICATED = 2, /* the direct path, the pair authenticated (or not) */
+};
+
 /* Bits of policy_rule.protocols. */
 enum policy_proto {
 	POLICY_PROTO_TCP = 1,
@@ -88,12 +100,14 @@ struct policy_rule {
 	size_t n_ports;
 	unsigned int protocols; /* enum policy_proto bits, never 0 */
 	enum policy_auth auth;
+	enum policy_transport transport;
 	unsigned int line; /* where the rule starts, from 1 */
 	unsigned int column;
 };
 
 struct policy_doc {
 	__u64 version;
+	enum policy_transport transport; /* the document's `transport`, DEFAULT when absent */
 	struct policy_rule *rules; /* rule i has rule_id i + 1 */
 	size_t n_rules;		   /* at least 1 */
 };

@@ -891,3 +891,71 @@ Test(policy_compile, admits_from_td_names_what_a_trust_domain_may_call)
 		  "api (env prod) may call b's identities labelled tier web, env prod");
 	cr_expect(policy_admits_to_td(doc, &view[4], "a.example"), "the partner calls api");
 }
+
+/* ---------------------------------------------------------- transport */
+
+static __u8 transport(const struct policy_entries *set, __u8 dir, __u32 src, __u32 dst)
+{
+	const struct policy_entry *e = find(set, dir, src, dst, 443, TCP);
+
+	cr_assert_not_null(e, "no entry dir=%u %u -> %u", dir, src, dst);
+	return e->value.transport;
+}
+
+Test(policy_compile, transport_is_direct_on_the_node_and_encrypted_off_it_by_default)
+{
+	_cleanup_policy_entries_ struct policy_entries *set = compile(
+		"version: 1\nrules:\n"
+		"- {name: r, action: allow, from: {spiffe_id: spiffe://a.example/ns/web/w1},"
+		" to: any, ports: [443], protocols: [tcp]}\n"
+		"- {name: s, action: allow, from: {spiffe_id: spiffe://a.example/ns/web/w1},"
+		" to: {trust_domain: a.example}, ports: [443], protocols: [tcp]}\n");
+
+	cr_expect_eq(transport(set, EG, WEB1, API), FG_TRANSPORT_DIRECT, "api is on this node");
+	cr_expect_eq(transport(set, EG, WEB1, DB), FG_TRANSPORT_TUNNEL, "db is remote");
+	cr_expect_eq(transport(set, EG, WEB1, FG_ID_ANY), FG_TRANSPORT_TUNNEL,
+		     "any peer may be remote");
+}
+
+Test(policy_compile, a_document_may_trust_its_own_trust_domain_with_authentication)
+{
+	_cleanup_policy_entries_ struct policy_entries *set = compile(
+		"version: 1\ntransport: authenticated\nrules:\n"
+		"- {name: r, action: allow, from: {spiffe_id: spiffe://a.example/ns/web/w1},"
+		" to: {spiffe_id: spiffe://a.example/ns/db}, ports: [443], protocols: [tcp]}\n"
+		"- {name: x, action: allow, from: {spiffe_id: spiffe://a.example/ns/web/w1},"
+		" to: {spiffe_id: spiffe://b.example/pay}, ports: [443], protocols: [tcp]}\n");
+
+	cr_expect_eq(transport(set, EG, WEB1, DB), FG_TRANSPORT_DIRECT);
+	cr_expect_eq(transport(set, EG, WEB1, PARTNER), FG_TRANSPORT_TUNNEL,
+		     "but never a flow between two trust domains");
+}
+
+Test(policy_compile, a_rule_says_so_for_a_flow_between_trust_domains)
+{
+	_cleanup_policy_entries_ struct policy_entries *set = compile(
+		"version: 1\ntransport: encrypted\nrules:\n"
+		"- {name: x, action: allow, from: {spiffe_id: spiffe://a.example/ns/web/w1},"
+		" to: {spiffe_id: spiffe://b.example/pay}, ports: [443], protocols: [tcp],"
+		" transport: authenticated}\n"
+		"- {name: y, action: allow, from: {spiffe_id: spiffe://b.example/pay},"
+		" to: {spiffe_id: spiffe://a.example/ns/api}, ports: [443], protocols: [tcp]}\n");
+
+	cr_expect_eq(transport(set, EG, WEB1, PARTNER), FG_TRANSPORT_DIRECT, "the rule's choice");
+	cr_expect_eq(transport(set, IN, PARTNER, API), FG_TRANSPORT_TUNNEL,
+		     "ingress entries carry it too: the flow must arrive through the tunnel");
+}
+
+Test(policy_compile, the_tunnel_wins_when_rules_meet)
+{
+	_cleanup_policy_entries_ struct policy_entries *set = compile(
+		"version: 1\nrules:\n"
+		"- {name: p, action: allow, from: {spiffe_id: spiffe://a.example/ns/web/w1},"
+		" to: {spiffe_id: spiffe://a.example/ns/db}, ports: [443], protocols: [tcp],"
+		" transport: authenticated}\n"
+		"- {name: e, action: allow, from: {spiffe_id: spiffe://a.example/ns/web/w1},"
+		" to: {spiffe_id: spiffe://a.example/ns/db}, ports: [443], protocols: [tcp],"
+		" transport: encrypted}\n");
+
+	cr_expect_eq(transport(set, EG, WEB1, DB), FG_TRANSPORT_TUNNEL);
+}

@@ -237,7 +237,7 @@ static const struct bad_doc bad_docs[] = {
 	{"not a mapping", "- a\n- b\n",
 	 "t.yaml:1:1: expected a mapping of 'version' and 'rules', got a list"},
 	{"unknown top key", "version: 1\nrule: []\n",
-	 "t.yaml:2:1: unknown key 'rule' (expected version, rules)"},
+	 "t.yaml:2:1: unknown key 'rule' (expected version, transport, rules)"},
 	{"duplicate top key", "version: 1\nversion: 2\nrules: []\n",
 	 "t.yaml:2:1: duplicate key 'version' (first at line 1)"},
 	{"no version", "rules: []\n", "t.yaml:1:1: missing 'version'"},
@@ -269,7 +269,7 @@ static const struct bad_doc bad_docs[] = {
 	{"duplicate name", RULE_HEAD "  from: any\n  to: any\n- name: r\n  action: deny\n",
 	 "t.yaml:7:9: rule #2: duplicate rule name 'r' (first used by the rule at line 3)"},
 	{"unknown rule key", RULE_HEAD "  from: any\n  to: any\n  prots: [80]\n",
-	 "t.yaml:7:3: rule 'r': unknown key 'prots' (expected name, action, from, to, ports, protocols, auth)"},
+	 "t.yaml:7:3: rule 'r': unknown key 'prots' (expected name, action, from, to, ports, protocols, auth, transport)"},
 	{"duplicate rule key", RULE_HEAD "  action: deny\n  from: any\n  to: any\n",
 	 "t.yaml:5:3: rule 'r': duplicate key 'action' (first at line 4)"},
 	{"name after an error", "version: 1\nrules:\n- action: permit\n  name: late\n",
@@ -352,10 +352,38 @@ static const struct bad_doc bad_docs[] = {
 	{"auth on a deny",
 	 "version: 1\nrules:\n- {name: d, action: deny, from: any, to: any, auth: required}\n",
 	 "t.yaml:3:53: rule 'd': 'auth': a deny rule cannot require authentication"},
+	{"unknown transport", RULE_HEAD "  from: any\n  to: any\n  transport: plain\n",
+	 "t.yaml:7:14: rule 'r': 'transport': unknown value 'plain' (expected encrypted or "
+	 "authenticated)"},
+	{"transport on a deny",
+	 "version: 1\nrules:\n- {name: d, action: deny, from: any, to: any, transport: encrypted}\n",
+	 "t.yaml:3:58: rule 'd': 'transport': a deny rule carries nothing"},
+	{"document transport a list", "version: 1\ntransport: [encrypted]\nrules:\n"
+	 "- {name: r, action: allow, from: any, to: any}\n",
+	 "t.yaml:2:12: 'transport': expected a string, got a list"},
 	{"JSON error position",
 	 "{\"version\": 1, \"rules\": [\n  {\"name\": \"j\", \"action\": \"allow\", \"from\": \"any\",\n   \"to\": \"any\", \"ports\": [443, 0]}]}\n",
 	 "t.yaml:3:32: rule 'j': port 0 out of range (1-65535)"},
 };
+
+Test(policy_parse, transport_of_rules_and_document)
+{
+	static const char text[] = "version: 2\n"
+				   "transport: authenticated\n"
+				   "rules:\n"
+				   "- {name: a, action: allow, from: any, to: any}\n"
+				   "- {name: e, action: allow, from: any, to: any, transport: encrypted}\n"
+				   "- {name: p, action: allow, from: any, to: any, transport: authenticated}\n";
+	_cleanup_policy_doc_ struct policy_doc *doc = NULL;
+	struct policy_error err = {};
+
+	cr_assert_eq(policy_parse_buffer("t.yaml", text, strlen(text), &doc, &err), 0, "%s",
+		     err.msg);
+	cr_expect_eq(doc->transport, POLICY_TRANSPORT_AUTHENTICATED);
+	cr_expect_eq(doc->rules[0].transport, POLICY_TRANSPORT_DEFAULT);
+	cr_expect_eq(doc->rules[1].transport, POLICY_TRANSPORT_ENCRYPTED);
+	cr_expect_eq(doc->rules[2].transport, POLICY_TRANSPORT_AUTHENTICATED);
+}
 
 Test(policy_parse, invalid_documents)
 {

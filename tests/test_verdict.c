@@ -172,7 +172,7 @@ struct row {
 
 /* fg_policy entries, spelled as their keys: src, dst, port, proto, dir */
 #define RULE(s, d, p, pr, dir, act, auth)                                                         \
-	{ { s, d, p, IPPROTO_##pr, FG_DIR_##dir }, { FG_ACT_##act, FG_AUTH_##auth, 0, __LINE__ } }
+	{ { s, d, p, IPPROTO_##pr, FG_DIR_##dir }, { FG_ACT_##act, FG_AUTH_##auth, 0, 0, __LINE__ } }
 #define ALLOW(s, d, p, pr, dir) RULE(s, d, p, pr, dir, ALLOW, NONE)
 #define ALLOW_MTLS(s, d, p, pr, dir) RULE(s, d, p, pr, dir, ALLOW, MTLS)
 #define DENY(s, d, p, pr, dir) RULE(s, d, p, pr, dir, DENY, NONE)

@@ -27,7 +27,8 @@ static void cell_add(struct json_object *row, const char *text)
 /* One policy entry as a table row, after a "+"/"-" column when sign is not NULL. */
 static void entry_row(struct json_object *rows, const char *sign, struct json_object *e)
 {
-	static const char *const tail[] = {"direction", "action", "auth", "rule", NULL};
+	static const char *const tail[] = {"direction", "action", "auth", "transport", "rule",
+					   NULL};
 	struct json_object *row = json_object_new_array();
 	char buf[512], port[32], proto[32];
 	size_t i;
@@ -58,6 +59,7 @@ static void entries_print(struct json_object *plus, struct json_object *minus, b
 	json_object_object_add(header, "direction", json_object_new_string("DIRECTION"));
 	json_object_object_add(header, "action", json_object_new_string("ACTION"));
 	json_object_object_add(header, "auth", json_object_new_string("AUTH"));
+	json_object_object_add(header, "transport", json_object_new_string("TRANSPORT"));
 	json_object_object_add(header, "rule", json_object_new_string("RULE"));
 	entry_row(rows, signs ? " " : NULL, header);
 	json_object_put(header);
@@ -209,6 +211,8 @@ static int policy_check(struct ctl *ctl, int argc, char **argv)
 	printf("decision: %s\n", json_object_get_string(ctl_jget(result, "decision")));
 	printf("rule:     %s\n", ctl_jfield(result, "rule", rule, sizeof(rule)));
 	printf("auth:     %s\n", ctl_jfield(result, "auth", auth, sizeof(auth)));
+	if (ctl_jget(result, "transport"))
+		printf("transport: %s\n", json_object_get_string(ctl_jget(result, "transport")));
 	printf("reason:   %s\n", json_object_get_string(ctl_jget(result, "reason")));
 	return 0;
 }

@@ -48,6 +48,12 @@ enum fg_action {
 	FG_ACT_META = 3,	/* the generation entry; never a verdict */
 };
 
+/* How an allowed flow travels (fg_policy_value.transport). */
+enum fg_transport {
+	FG_TRANSPORT_DIRECT = 0,	/* the direct path (authenticated when auth says so) */
+	FG_TRANSPORT_TUNNEL = 1,	/* inside a TLS tunnel between the workloads' agents */
+};
+
 enum fg_auth_mode {
 	FG_AUTH_NONE = 0,	/* policy alone decides */
 	FG_AUTH_MTLS = 1,	/* an fg_auth entry for the pair must be valid */
@@ -147,7 +153,8 @@ _Static_assert(sizeof(struct fg_policy_key) == 12, "fg_policy_key size");
 struct fg_policy_value {
 	__u8 action;		/* enum fg_action */
 	__u8 auth;		/* enum fg_auth_mode */
-	__u16 pad;
+	__u8 transport;		/* enum fg_transport */
+	__u8 pad;
 	__u32 rule_id;		/* the rule that produced the entry */
 };
 _Static_assert(sizeof(struct fg_policy_value) == 8, "fg_policy_value size");
