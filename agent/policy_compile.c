@@ -907,12 +907,12 @@ int policy_check(const struct policy_doc *doc, const struct policy_identity *ids
 	*result = (struct policy_verdict){.action = FG_ACT_DENY, .dir = dir};
 	if (deny.idx || allow.idx)
 		verdict_fill(doc, &deny, &allow, auth_idx, result);
-	if (result->action == FG_ACT_ALLOW)
-		result->transport = transport;
 	else
 		snprintf(result->reason, sizeof(result->reason),
 			 "no rule allows %s -> %s port %u/%s: default deny", from_id, to_id, port,
 			 proto_name(proto));
+	if (result->action == FG_ACT_ALLOW)
+		result->transport = transport;
 	return 0;
 }
 
