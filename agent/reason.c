@@ -23,6 +23,7 @@ static const char *const reason_names[] = {
 	[FG_REASON_DENY_MALFORMED] = "deny_malformed",
 	[FG_REASON_DENY_NO_POLICY] = "deny_no_policy",
 	[FG_REASON_DENY_MAP_FULL] = "deny_map_full",
+	[FG_REASON_DENY_NO_TUNNEL] = "deny_no_tunnel",
 };
 
 /* A reason appended to the ABI without a name here fails the build. */

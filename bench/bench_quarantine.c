@@ -168,7 +168,7 @@ static void world(void)
 			   "{\"spiffe_id\": \"" SERVER "\", \"ips\": [\"" SB_SERVER_V4 "\"]}"))
 		die("registrations", EINVAL);
 	r = sb_policy_apply(&sb, "version: 1\nrules:\n  - name: client-to-server\n"
-				 "    action: allow\n    from: {spiffe_id: " CLIENT "}\n"
+				 "    action: allow\n    transport: authenticated\n    from: {spiffe_id: " CLIENT "}\n"
 				 "    to: {spiffe_id: " SERVER "}\n    ports: [8080]\n");
 	if (r)
 		die("policy", r);

@@ -170,12 +170,14 @@ policy_doc() {
 	rules:
 	  - name: client-to-server
 	    action: allow
+	    transport: authenticated
 	    from: {spiffe_id: spiffe://bench.test/local/client}
 	    to: {spiffe_id: spiffe://bench.test/local/server}
 	    ports: [$sports]
 	    protocols: [tcp]
 	  - name: locals-to-remotes
 	    action: allow
+	    transport: authenticated
 	    from: {spiffe_id: spiffe://bench.test/$from}
 	    to: {spiffe_id: spiffe://bench.test/remote/*}
 	    ports: [$list]

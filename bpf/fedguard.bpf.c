@@ -6,9 +6,11 @@
  *
  *   cgroup/connect4|6      new connection of a managed workload
  *   cgroup/sendmsg4|6      unconnected UDP send with an address
+ *   cgroup/getpeername4|6  a tunnelled socket shows its real peer
  *   cgroup/sock_release    forget the socket's binding
  *   sockops                bind accepted sockets; short SYN RTO while
- *                          a socket waits for mTLS
+ *                          a socket waits for mTLS; note where a
+ *                          tunnelled connection comes from
  *   cgroup_skb/egress      every packet of managed sockets, both ways
  *   cgroup_skb/ingress
  *   tc (clsact in/out)     node perimeter on the node's interfaces
@@ -41,6 +43,7 @@ const volatile struct {
 	enum fg_action action;
 	enum fg_direction dir;
 	enum fg_auth_mode auth;
+	enum fg_transport transport;
 	enum fg_quarantine_kind quarantine;
 	enum fg_sock_state sock_state;
 	enum fg_event_type event;
@@ -100,10 +103,54 @@ static __always_inline struct fg_sock_binding fg_binding_of(const struct fg_judg
 	return b;
 }
 
+static __always_inline bool fg_tun_configured(__u8 family)
+{
+	if (!cfg_tun_port)
+		return false;
+	if (family == FG_AF_INET)
+		return cfg_tun_addr4 != 0;
+	return (cfg_tun_addr6[0] | cfg_tun_addr6[1] | cfg_tun_addr6[2] | cfg_tun_addr6[3]) != 0;
+}
+
+/*
+ * A TCP connect that policy wants encrypted goes to the agent's redirect
+ * listener: remember where it was going (kept when the same socket asks
+ * again for the same destination, so that sockops' note of its source
+ * stays), bind the socket in state FG_SOCK_TUNNEL, and let fg_sock_addr()
+ * rewrite the address. A datagram cannot take the tunnel.
+ */
+static __always_inline __u32 fg_tunnel_bind(struct fg_judgement *j, __u32 local_td,
+					    __u32 peer_td, __u16 port)
+{
+	struct fg_tun_orig o = { .family = j->pkt.family, .dport = j->pkt.dport };
+	struct fg_tun_orig *old = bpf_map_lookup_elem(&fg_tun_orig, &j->cookie);
+	struct fg_sock_binding b;
+
+	if (j->hook != FG_HOOK_CONNECT || j->pkt.proto != IPPROTO_TCP ||
+	    !fg_tun_configured(j->pkt.family))
+		return FG_REASON_DENY_NO_TUNNEL;
+	__builtin_memcpy(o.daddr, j->pkt.daddr, 16);
+	if (!old || old->family != o.family || old->dport != o.dport ||
+	    old->daddr[0] != o.daddr[0] || old->daddr[1] != o.daddr[1] ||
+	    old->daddr[2] != o.daddr[2] || old->daddr[3] != o.daddr[3]) {
+		if (bpf_map_update_elem(&fg_tun_orig, &j->cookie, &o, BPF_ANY))
+			return FG_REASON_DENY_MAP_FULL;
+	}
+	b = fg_binding_of(j, local_td, peer_td, port, FG_SOCK_TUNNEL);
+	if (bpf_map_update_elem(&fg_sockets, &j->cookie, &b, BPF_ANY)) {
+		bpf_map_delete_elem(&fg_tun_orig, &j->cookie);
+		return FG_REASON_DENY_MAP_FULL;
+	}
+	j->redirect = 1;
+	return FG_REASON_ALLOW_POLICY;
+}
+
 /*
  * A managed workload connects or sends to j->pkt.daddr:dport. Only a TCP
  * connect may wait for mTLS (its SYN is held by the egress hook until
- * fg_auth has the pair); everything else needing auth fails at once.
+ * fg_auth has the pair); everything else needing auth fails at once. A
+ * connection policy wants encrypted to a peer off this node is redirected
+ * into the tunnel, which authenticates it.
  */
 static __always_inline __u32 fg_sock_addr_judge(struct fg_judgement *j)
 {
@@ -132,6 +179,8 @@ static __always_inline __u32 fg_sock_addr_judge(struct fg_judgement *j)
 	r = fg_decide(&c, local->td, peer->td, j);
 	if (!fg_allowed(r))
 		return r;
+	if (fg_check_transport(j, peer->flags) != FG_NO_OBJECTION)
+		return fg_tunnel_bind(j, local->td, peer->td, c.port);
 
 	bool waits = j->hook == FG_HOOK_CONNECT && j->pkt.proto == IPPROTO_TCP;
 
@@ -153,7 +202,32 @@ static __always_inline __u32 fg_sock_addr_judge(struct fg_judgement *j)
 	return r;
 }
 
-static __always_inline int fg_sock_addr(struct bpf_sock_addr *ctx, struct fg_judgement *j)
+/*
+ * Points a redirected connect at the agent's redirect listener. v6: the
+ * hook is connect6 (a constant once inlined: the verifier refuses any
+ * access to user_ip6 in a connect4 program, even behind a branch).
+ */
+static __always_inline void fg_sock_addr_redirect(struct bpf_sock_addr *ctx,
+						  const struct fg_judgement *j, bool v6)
+{
+	ctx->user_port = bpf_htons((__u16)cfg_tun_port);
+	if (!v6) {
+		ctx->user_ip4 = cfg_tun_addr4;
+	} else if (j->pkt.family == FG_AF_INET) {	/* an IPv4-mapped destination */
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = cfg_tun_addr4;
+	} else {
+		ctx->user_ip6[0] = cfg_tun_addr6[0];
+		ctx->user_ip6[1] = cfg_tun_addr6[1];
+		ctx->user_ip6[2] = cfg_tun_addr6[2];
+		ctx->user_ip6[3] = cfg_tun_addr6[3];
+	}
+}
+
+static __always_inline int fg_sock_addr(struct bpf_sock_addr *ctx, struct fg_judgement *j,
+					bool v6)
 {
 	__u32 r;
 
@@ -165,6 +239,8 @@ static __always_inline int fg_sock_addr(struct bpf_sock_addr *ctx, struct fg_jud
 	r = fg_sock_addr_judge(j);
 	if (!fg_report(j, r))
 		return FG_SK_DROP;
+	if (j->redirect)
+		fg_sock_addr_redirect(ctx, j, v6);
 	/* a connect opens a flow; a sendmsg is one datagram: not reported */
 	if (cfg_events_allow && j->hook == FG_HOOK_CONNECT)
 		fg_emit(j, FG_EV_ALLOW, r);
@@ -177,7 +253,7 @@ static __always_inline int fg_sock_addr4(struct bpf_sock_addr *ctx, __u8 hook)
 
 	j.pkt.family = FG_AF_INET;
 	j.pkt.daddr[0] = ctx->user_ip4;
-	return fg_sock_addr(ctx, &j);
+	return fg_sock_addr(ctx, &j, false);
 }
 
 static __always_inline int fg_sock_addr6(struct bpf_sock_addr *ctx, __u8 hook)
@@ -191,7 +267,7 @@ static __always_inline int fg_sock_addr6(struct bpf_sock_addr *ctx, __u8 hook)
 	a[2] = ctx->user_ip6[2];
 	a[3] = ctx->user_ip6[3];
 	fg_addr_from_v6(&j.pkt, a, true);
-	return fg_sock_addr(ctx, &j);
+	return fg_sock_addr(ctx, &j, true);
 }
 
 SEC("cgroup/connect4")
@@ -218,12 +294,68 @@ int fg_sendmsg6(struct bpf_sock_addr *ctx)
 	return fg_sock_addr6(ctx, FG_HOOK_SENDMSG);
 }
 
+/*
+ * A redirected socket shows the peer it asked for, not the agent: the
+ * application sees an ordinary connection to its destination.
+ */
+static __always_inline struct fg_tun_orig *fg_tun_orig_of(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	return bpf_map_lookup_elem(&fg_tun_orig, &cookie);
+}
+
+SEC("cgroup/getpeername4")
+int fg_getpeername4(struct bpf_sock_addr *ctx)
+{
+	struct fg_tun_orig *o = fg_tun_orig_of(ctx);
+
+	if (o && o->family == FG_AF_INET) {
+		ctx->user_ip4 = o->daddr[0];
+		ctx->user_port = o->dport;
+	}
+	return FG_SK_PASS;
+}
+
+SEC("cgroup/getpeername6")
+int fg_getpeername6(struct bpf_sock_addr *ctx)
+{
+	struct fg_tun_orig *o = fg_tun_orig_of(ctx);
+
+	if (!o)
+		return FG_SK_PASS;
+	if (o->family == FG_AF_INET) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = o->daddr[0];
+	} else {
+		ctx->user_ip6[0] = o->daddr[0];
+		ctx->user_ip6[1] = o->daddr[1];
+		ctx->user_ip6[2] = o->daddr[2];
+		ctx->user_ip6[3] = o->daddr[3];
+	}
+	ctx->user_port = o->dport;
+	return FG_SK_PASS;
+}
+
 SEC("cgroup/sock_release")
 int fg_sock_release(struct bpf_sock *sk)
 {
 	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct fg_tun_orig *o = bpf_map_lookup_elem(&fg_tun_orig, &cookie);
 
 	bpf_map_delete_elem(&fg_sockets, &cookie);
+	if (!o)
+		return FG_SK_PASS;
+	if (o->src.family) {
+		__u64 *owner = bpf_map_lookup_elem(&fg_tun_src, &o->src);
+
+		/* the source may be another socket's already: leave that */
+		if (owner && *owner == cookie)
+			bpf_map_delete_elem(&fg_tun_src, &o->src);
+	}
+	bpf_map_delete_elem(&fg_tun_orig, &cookie);
 	return FG_SK_PASS;
 }
 
@@ -248,44 +380,76 @@ static __always_inline __u64 fg_sockops_cgroup_id(struct bpf_sock_ops *skops)
 	return BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup, kn, id);
 }
 
-static __always_inline void fg_sockops_accepted(struct bpf_sock_ops *skops)
+/* The socket's addresses as a packet it receives carries them. */
+static __always_inline void fg_sockops_addrs(struct bpf_sock_ops *skops, struct fg_pkt *p)
 {
-	struct fg_judgement j = { .hook = FG_HOOK_SOCKOPS };
-	struct fg_cgroup_info *local;
-	struct fg_ipcache_value *peer;
-	struct fg_sock_binding b;
-	__u8 state = FG_SOCK_ALLOWED;
 	__u32 a[4];
 
-	j.cgroup_id = fg_sockops_cgroup_id(skops);
-	local = fg_cgroup_lookup(j.cgroup_id);
 	if (skops->family == FG_AF_INET_SYS) {
-		j.pkt.family = FG_AF_INET;
-		j.pkt.saddr[0] = skops->remote_ip4;
-		j.pkt.daddr[0] = skops->local_ip4;
+		p->family = FG_AF_INET;
+		p->saddr[0] = skops->remote_ip4;
+		p->daddr[0] = skops->local_ip4;
 	} else {
 		a[0] = skops->remote_ip6[0];
 		a[1] = skops->remote_ip6[1];
 		a[2] = skops->remote_ip6[2];
 		a[3] = skops->remote_ip6[3];
-		fg_addr_from_v6(&j.pkt, a, false);
+		fg_addr_from_v6(p, a, false);
 		a[0] = skops->local_ip6[0];
 		a[1] = skops->local_ip6[1];
 		a[2] = skops->local_ip6[2];
 		a[3] = skops->local_ip6[3];
-		fg_addr_from_v6(&j.pkt, a, true);
+		fg_addr_from_v6(p, a, true);
 	}
 	/* remote_port is network order in the upper half, local_port host order */
-	j.pkt.sport = bpf_htons((__u16)bpf_ntohl(skops->remote_port));
-	j.pkt.dport = bpf_htons((__u16)skops->local_port);
-	j.pkt.proto = IPPROTO_TCP;
-	peer = fg_ipcache_lookup(j.pkt.family, j.pkt.saddr);
-	if (!local || !peer)
+	p->sport = bpf_htons((__u16)bpf_ntohl(skops->remote_port));
+	p->dport = bpf_htons((__u16)skops->local_port);
+	p->proto = IPPROTO_TCP;
+}
+
+/*
+ * The peer of an accepted socket: the source workload the tunnel delivers
+ * when the agent connected (fg_tun_peer), else the remote address's
+ * identity. Its trust domain in *td, FG_PEER_TUNNELLED or its ipcache
+ * flags in *flags; false for an unknown peer.
+ */
+static __always_inline bool fg_sockops_peer(struct fg_judgement *j, __u32 *td, __u32 *flags)
+{
+	struct fg_tun_peer *tp = fg_tun_peer_lookup(j->pkt.family, j->pkt.saddr, j->pkt.sport);
+	struct fg_ipcache_value *peer;
+
+	if (tp) {
+		j->peer_id = tp->identity;
+		*td = tp->td;
+		*flags = FG_PEER_TUNNELLED;
+		__builtin_memcpy(j->peer_node, tp->node, 16);
+		return true;
+	}
+	peer = fg_ipcache_lookup(j->pkt.family, j->pkt.saddr);
+	if (!peer)
+		return false;
+	j->peer_id = peer->identity;
+	*td = peer->td;
+	*flags = peer->flags;
+	__builtin_memcpy(j->peer_node, peer->node, 16);
+	return true;
+}
+
+static __always_inline void fg_sockops_accepted(struct bpf_sock_ops *skops)
+{
+	struct fg_judgement j = { .hook = FG_HOOK_SOCKOPS };
+	struct fg_cgroup_info *local;
+	struct fg_sock_binding b;
+	__u8 state = FG_SOCK_ALLOWED;
+	__u32 peer_td = 0, peer_flags = 0;
+
+	j.cgroup_id = fg_sockops_cgroup_id(skops);
+	local = fg_cgroup_lookup(j.cgroup_id);
+	fg_sockops_addrs(skops, &j.pkt);
+	if (!local || !fg_sockops_peer(&j, &peer_td, &peer_flags))
 		return;
 	j.cookie = bpf_get_socket_cookie(skops);
 	j.local_id = local->identity;
-	j.peer_id = peer->identity;
-	__builtin_memcpy(j.peer_node, peer->node, 16);
 
 	struct fg_conn c = {
 		.local_id = j.local_id,
@@ -296,12 +460,16 @@ static __always_inline void fg_sockops_accepted(struct bpf_sock_ops *skops)
 	};
 	/* The ingress hook already judged the SYN; a refusal here leaves the
 	 * socket unbound, so every packet is judged again and dropped. */
-	if (!fg_allowed(fg_decide(&c, local->td, peer->td, &j)))
+	if (!fg_allowed(fg_decide(&c, local->td, peer_td, &j)))
 		return;
-	if (j.auth == FG_AUTH_MTLS &&
-	    fg_check_auth(j.local_id, j.peer_id, j.peer_node) != FG_NO_OBJECTION)
+	if (fg_check_transport(&j, peer_flags) != FG_NO_OBJECTION)
+		return;
+	if (peer_flags & FG_PEER_TUNNELLED)
+		state = FG_SOCK_TUNNEL;
+	else if (j.auth == FG_AUTH_MTLS &&
+		 fg_check_auth(j.local_id, j.peer_id, j.peer_node) != FG_NO_OBJECTION)
 		state = FG_SOCK_AUTH_WAIT;
-	b = fg_binding_of(&j, local->td, peer->td, c.port, state);
+	b = fg_binding_of(&j, local->td, peer_td, c.port, state);
 	if (bpf_map_update_elem(&fg_sockets, &j.cookie, &b, BPF_ANY) == 0 && cfg_events_allow)
 		fg_emit(&j, FG_EV_ALLOW, FG_REASON_ALLOW_POLICY);
 }
@@ -319,10 +487,35 @@ static __always_inline void fg_sockops_timeout(struct bpf_sock_ops *skops)
 	skops->reply = jiffies ? jiffies : 1;
 }
 
+/*
+ * A redirected connection starts (its SYN is about to leave): note its
+ * source, the only thing the agent that accepts it will know of it.
+ */
+static __always_inline void fg_sockops_connect(struct bpf_sock_ops *skops)
+{
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct fg_tun_orig *o = bpf_map_lookup_elem(&fg_tun_orig, &cookie);
+	struct fg_tun_key k = {};
+	struct fg_pkt p = {};
+
+	if (!o)
+		return;
+	fg_sockops_addrs(skops, &p);	/* the source is the "destination" here */
+	k.family = p.family;
+	__builtin_memcpy(k.addr, p.daddr, 16);
+	k.port = p.dport;
+	/* without the note the agent refuses the connection: fail closed */
+	if (bpf_map_update_elem(&fg_tun_src, &k, &cookie, BPF_ANY) == 0)
+		o->src = k;
+}
+
 SEC("sockops")
 int fg_sockops(struct bpf_sock_ops *skops)
 {
 	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		fg_sockops_connect(skops);
+		break;
 	case BPF_SOCK_OPS_TIMEOUT_INIT:
 		fg_sockops_timeout(skops);
 		break;
@@ -337,7 +530,20 @@ int fg_sockops(struct bpf_sock_ops *skops)
 
 /* --- cgroup_skb ---------------------------------------------------------- */
 
-/* A packet of a socket with a binding: re-check what can change. */
+/* The ipcache flags of the packet's peer: who it goes to, or comes from. */
+static __always_inline __u32 fg_skb_peer_flags(const struct fg_pkt *p, __u8 pkt_dir)
+{
+	struct fg_ipcache_value *peer =
+		fg_ipcache_lookup(p->family, pkt_dir == FG_DIR_EGRESS ? p->daddr : p->saddr);
+
+	return peer ? peer->flags : 0;
+}
+
+/*
+ * A packet of a socket with a binding: re-check what can change. A
+ * tunnelled socket (FG_SOCK_TUNNEL) was authenticated by the tunnel; a
+ * direct one that a new policy wants encrypted is cut off.
+ */
 static __always_inline __u32 fg_skb_bound(struct fg_judgement *j, struct fg_sock_binding *b,
 					  __u8 pkt_dir)
 {
@@ -374,11 +580,14 @@ static __always_inline __u32 fg_skb_bound(struct fg_judgement *j, struct fg_sock
 		r = fg_policy_match(rules, &c, j);
 		if (!fg_allowed(r))
 			return r;
+		if (b->state != FG_SOCK_TUNNEL &&
+		    fg_check_transport(j, fg_skb_peer_flags(&j->pkt, pkt_dir)) != FG_NO_OBJECTION)
+			return FG_REASON_DENY_NO_TUNNEL;
 		b->rule_id = j->rule_id;
 		b->auth = j->auth;
 		b->policy_gen = gen;
 	}
-	if (b->auth == FG_AUTH_MTLS) {
+	if (b->auth == FG_AUTH_MTLS && b->state != FG_SOCK_TUNNEL) {
 		r = fg_check_auth(b->local_id, b->peer_id, b->peer_node);
 		if (r != FG_NO_OBJECTION)
 			return r;
@@ -387,30 +596,42 @@ static __always_inline __u32 fg_skb_bound(struct fg_judgement *j, struct fg_sock
 	return FG_REASON_ALLOW_ESTABLISHED;
 }
 
-/* A packet of a socket without a binding (UDP, raw, pre-existing sockets). */
+/*
+ * A packet of a socket without a binding (UDP, raw, pre-existing sockets,
+ * and a connection's first packets before sockops bound it). Its peer is
+ * the source workload a tunnel delivers when the agent's end of the
+ * connection is in fg_tun_peer, else the peer address's identity.
+ */
 static __always_inline __u32 fg_skb_unbound(struct __sk_buff *skb, struct fg_judgement *j,
 					    __u8 pkt_dir)
 {
 	struct fg_cgroup_info *local = fg_identity_skb(skb);
+	bool egress = pkt_dir == FG_DIR_EGRESS;
+	const __u32 *addr = egress ? j->pkt.daddr : j->pkt.saddr;
 	struct fg_ipcache_value *peer;
+	struct fg_tun_peer *tp;
 	__u32 r;
 
 	if (!local)
 		return FG_REASON_DENY_NO_IDENTITY;
 	j->local_id = local->identity;
-	if (pkt_dir == FG_DIR_EGRESS) {
+	if (egress) {
 		r = fg_check_source(&j->pkt, local->identity);
 		if (r != FG_NO_OBJECTION)
 			return r;
-		peer = fg_ipcache_lookup(j->pkt.family, j->pkt.daddr);
-	} else {
-		peer = fg_ipcache_lookup(j->pkt.family, j->pkt.saddr);
 	}
+	tp = fg_tun_peer_lookup(j->pkt.family, addr, egress ? j->pkt.dport : j->pkt.sport);
+	if (tp) {
+		j->peer_id = tp->identity;
+		__builtin_memcpy(j->peer_node, tp->node, 16);
+		return fg_judge_packet(j, local->td, tp->td, FG_PEER_TUNNELLED, pkt_dir);
+	}
+	peer = fg_ipcache_lookup(j->pkt.family, addr);
 	if (!peer)
 		return FG_REASON_DENY_UNKNOWN_PEER;
 	j->peer_id = peer->identity;
 	__builtin_memcpy(j->peer_node, peer->node, 16);
-	return fg_judge_packet(j, local->td, peer, pkt_dir);
+	return fg_judge_packet(j, local->td, peer->td, peer->flags, pkt_dir);
 }
 
 static __always_inline int fg_skb(struct __sk_buff *skb, __u8 hook, __u8 pkt_dir)
@@ -524,7 +745,7 @@ static __always_inline __u32 fg_tc_judge(struct fg_judgement *j, __u8 pkt_dir, i
 	if (!fg_pkt_opens(&j->pkt) && fg_flow_valid(j, bpf_map_lookup_elem(&fg_flows, &k)))
 		return fg_tc_known_flow(j, local, peer);
 
-	r = fg_judge_packet(j, local->td, peer, pkt_dir);
+	r = fg_judge_packet(j, local->td, peer->td, peer->flags, pkt_dir);
 	if (fg_allowed(r)) {
 		struct fg_flow_value v = {
 			.local_id = j->local_id,

@@ -248,18 +248,21 @@ rules:
     to: {spiffe_id: ${WID[shop2]}}
     ports: [$PORT]
     auth: required
+    transport: authenticated
   - name: frontend-to-payments
     action: allow
     from: {spiffe_id: ${WID[shop1]}}
     to: {spiffe_id: ${WID[bank1]}}
     ports: [$PORT]
     auth: required
+    transport: authenticated
   - name: payments-to-ledger
     action: allow
     from: {spiffe_id: ${WID[bank1]}}
     to: {spiffe_id: ${WID[bank2]}}
     ports: [$PORT]
     auth: required
+    transport: authenticated
 EOF
 }
 

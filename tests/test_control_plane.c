@@ -78,6 +78,7 @@ static void write_policy(void)
 		   "rules:\n"
 		   "  - name: a-calls-b\n"
 		   "    action: allow\n"
+		   "    transport: authenticated\n"
 		   "    from: {spiffe_id: %s}\n"
 		   "    to: {spiffe_id: %s}\n"
 		   "    ports: [%d]\n"

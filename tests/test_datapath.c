@@ -65,6 +65,7 @@ static void allow_port(int port)
 
 	snprintf(doc, sizeof(doc),
 		 "version: 1\nrules:\n  - name: client-to-server\n    action: allow\n"
+		 "    transport: authenticated\n"
 		 "    from: {spiffe_id: %s}\n    to: {spiffe_id: %s}\n    ports: [%d]\n",
 		 CLIENT, SERVER, port);
 	cr_assert_eq(sb_policy_apply(&sb, doc), 0, "policy.apply failed");
@@ -257,7 +258,7 @@ Test(datapath, enforcement_survives_agent_kill_and_is_adopted)
 	fd = sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT);
 	cr_assert_geq(fd, 0);
 	nb = link_ids(before, 64);
-	cr_assert_eq(nb, 8, "expected 8 pinned cgroup links, found %d", nb);
+	cr_assert_eq(nb, 10, "expected 10 pinned cgroup links, found %d", nb);
 
 	cr_assert_eq(sb_agent_stop(&sb, SIGKILL), 0);
 	cr_expect_eq(sb_echo(fd, "agent gone", ECHO_MS), 0, "allowed connection broke");

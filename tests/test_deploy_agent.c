@@ -181,6 +181,7 @@ static void register_and_allow(void)
 	add("endpoint.add", "{\"spiffe_id\": \"%s\", \"ips\": [\"%s\"]}", SERVER, SB_SERVER_V4);
 	snprintf(doc, sizeof(doc),
 		 "version: 1\nrules:\n  - name: client-to-server\n    action: allow\n"
+		 "    transport: authenticated\n"
 		 "    from: {spiffe_id: %s}\n    to: {spiffe_id: %s}\n    ports: [%d]\n",
 		 CLIENT, SERVER, SB_ECHO_PORT);
 	cr_assert_eq(sb_policy_apply(&sb, doc), 0, "policy.apply failed");

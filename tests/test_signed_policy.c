@@ -94,6 +94,7 @@ static const char *policy(const char *name, int version, int port)
 		"rules:\n"
 		"  - name: a-calls-b-%d\n"
 		"    action: allow\n"
+		"    transport: authenticated\n"
 		"    from: {spiffe_id: %s}\n"
 		"    to: {spiffe_id: %s}\n"
 		"    ports: [%d]\n"

@@ -130,6 +130,11 @@ struct world {
 	__u32 gen;		/* policy generation; GEN when 0 in a row's world */
 	bool no_policy;		/* leave fg_policy_slot empty */
 	bool no_cgroup;		/* no fg_cgroups entry for this process's cgroup */
+	/* an fg_tun_peer entry: the agent's end of a tunnelled connection at
+	 * tun_addr:tun_port carries identity tun_id */
+	const char *tun_addr;
+	__u16 tun_port;
+	__u32 tun_id;
 };
 
 /* A packet sent before the row's own, to build state (the TC flow table). */
@@ -176,6 +181,14 @@ struct row {
 #define ALLOW(s, d, p, pr, dir) RULE(s, d, p, pr, dir, ALLOW, NONE)
 #define ALLOW_MTLS(s, d, p, pr, dir) RULE(s, d, p, pr, dir, ALLOW, MTLS)
 #define DENY(s, d, p, pr, dir) RULE(s, d, p, pr, dir, DENY, NONE)
+/* allow entries that policy wants encrypted: only through the tunnel */
+#define ALLOW_TUN(s, d, p, pr, dir)                                                               \
+	{ { s, d, p, IPPROTO_##pr, FG_DIR_##dir },                                               \
+	  { FG_ACT_ALLOW, FG_AUTH_NONE, FG_TRANSPORT_TUNNEL, 0, __LINE__ } }
+#define ALLOW_TUN_MTLS(s, d, p, pr, dir)                                                          \
+	{ { s, d, p, IPPROTO_##pr, FG_DIR_##dir },                                               \
+	  { FG_ACT_ALLOW, FG_AUTH_MTLS, FG_TRANSPORT_TUNNEL, 0, __LINE__ } }
+#define TUN_PEER(addr, port, id) .tun_addr = addr, .tun_port = port, .tun_id = id
 #define ANY FG_ID_ANY
 
 #define Q_ID(id) { FG_Q_IDENTITY, id }
@@ -330,6 +343,23 @@ static const struct row skb_egress_rows[] = {
 	  { .rules = { ALLOW(ID_A, ID_B, 54, UDP, EGRESS) } }, DROP, FG_REASON_DENY_POLICY },
 	{ "arp is not ours to judge", SKB_EGRESS, ARP(A4, B4), { .no_policy = true }, PASS,
 	  NOT_COUNTED },
+	{ "tcp4 encrypted by policy, sent directly: denied", SKB_EGRESS,
+	  TCP4(A4, B4, 40000, 80, SYN), { .rules = { ALLOW_TUN(ID_A, ID_B, 80, TCP, EGRESS) } },
+	  DROP, FG_REASON_DENY_NO_TUNNEL },
+	{ "udp6 encrypted by policy: no datagram takes the tunnel", SKB_EGRESS,
+	  UDP6(A6, B6, 5000, 53), { .rules = { ALLOW_TUN(ID_A, ANY, 53, UDP, EGRESS) } }, DROP,
+	  FG_REASON_DENY_NO_TUNNEL },
+	{ "tcp4 encrypted by policy to a workload of this node: direct", SKB_EGRESS,
+	  TCP4(A4, A4, 40000, 80, SYN), { .rules = { ALLOW_TUN(ID_A, ANY, 80, TCP, EGRESS) } },
+	  PASS, FG_REASON_ALLOW_POLICY },
+	{ "tcp4 reply to the agent's end of a tunnel (SYN-ACK)", SKB_EGRESS,
+	  TCP4(A4, X4, 8080, 45000, SYNACK),
+	  { .rules = { ALLOW_TUN(ID_B, ID_A, 8080, TCP, INGRESS) }, TUN_PEER(X4, 45000, ID_B) },
+	  PASS, FG_REASON_ALLOW_REPLY },
+	{ "tcp4 to the agent's end of a tunnel whose caller policy does not allow", SKB_EGRESS,
+	  TCP4(A4, X4, 8080, 45000, SYNACK),
+	  { .rules = { ALLOW_TUN(ID_C, ID_A, 8080, TCP, INGRESS) }, TUN_PEER(X4, 45000, ID_B) },
+	  DROP, FG_REASON_DENY_POLICY },
 };
 
 /* --- cgroup_skb, ingress: packets delivered to this cgroup's sockets ----- */
@@ -420,6 +450,30 @@ static const struct row skb_ingress_rows[] = {
 	  { .rules = { ALLOW(ID_B, ID_A, 53, UDP, INGRESS) } }, PASS, FG_REASON_ALLOW_POLICY },
 	{ "arp is not ours to judge", SKB_INGRESS, ARP(B4, A4), { .no_policy = true }, PASS,
 	  NOT_COUNTED },
+	{ "tcp4 encrypted by policy, arriving directly: denied", SKB_INGRESS,
+	  TCP4(B4, A4, 50000, 8080, SYN), { .rules = { ALLOW_TUN(ID_B, ID_A, 8080, TCP, INGRESS) } },
+	  DROP, FG_REASON_DENY_NO_TUNNEL },
+	{ "tcp4 through the tunnel: judged as its caller", SKB_INGRESS,
+	  TCP4(X4, A4, 45000, 8080, SYN),
+	  { .rules = { ALLOW_TUN(ID_B, ID_A, 8080, TCP, INGRESS) }, TUN_PEER(X4, 45000, ID_B) },
+	  PASS, FG_REASON_ALLOW_POLICY },
+	{ "tcp4 through the tunnel, mtls required: the tunnel is the mtls", SKB_INGRESS,
+	  TCP4(X4, A4, 45000, 8080, SYN),
+	  { .rules = { ALLOW_TUN_MTLS(ID_B, ID_A, 8080, TCP, INGRESS) }, TUN_PEER(X4, 45000, ID_B) },
+	  PASS, FG_REASON_ALLOW_POLICY },
+	{ "tcp4 through the tunnel from a caller policy does not allow", SKB_INGRESS,
+	  TCP4(X4, A4, 45000, 8080, SYN),
+	  { .rules = { ALLOW_TUN(ID_B, ID_A, 8080, TCP, INGRESS) }, TUN_PEER(X4, 45000, ID_C) },
+	  DROP, FG_REASON_DENY_POLICY },
+	{ "tcp4 through the tunnel from a quarantined caller", SKB_INGRESS,
+	  TCP4(X4, A4, 45000, 8080, SYN),
+	  { .rules = { ALLOW_TUN(ID_B, ID_A, 8080, TCP, INGRESS) }, TUN_PEER(X4, 45000, ID_B),
+	    .quarantine = { Q_ID(ID_B) } },
+	  DROP, FG_REASON_DENY_QUARANTINE_PEER },
+	{ "tcp4 another port of the tunnel's address is nobody", SKB_INGRESS,
+	  TCP4(X4, A4, 45001, 8080, SYN),
+	  { .rules = { ALLOW_TUN(ID_B, ID_A, 8080, TCP, INGRESS) }, TUN_PEER(X4, 45000, ID_B) },
+	  DROP, FG_REASON_DENY_UNKNOWN_PEER },
 };
 
 /* --- TC: the node perimeter (identities from fg_ipcache only) ------------ */
@@ -427,6 +481,13 @@ static const struct row skb_ingress_rows[] = {
 static const struct row tc_rows[] = {
 	{ "egress tcp4 allowed by exact entry", TC_EGRESS, TCP4(A4, B4, 40000, 80, SYN),
 	  { .rules = { ALLOW(ID_A, ID_B, 80, TCP, EGRESS) } }, OK, FG_REASON_ALLOW_POLICY },
+	{ "egress tcp4 encrypted by policy, sent directly: denied", TC_EGRESS,
+	  TCP4(A4, B4, 40000, 80, SYN), { .rules = { ALLOW_TUN(ID_A, ID_B, 80, TCP, EGRESS) } },
+	  SHOT, FG_REASON_DENY_NO_TUNNEL },
+	{ "ingress tcp4 encrypted by policy, arriving directly: denied", TC_INGRESS,
+	  TCP4(B4, A4, 50000, 8080, SYN),
+	  { .rules = { ALLOW_TUN(ID_B, ID_A, 8080, TCP, INGRESS) } }, SHOT,
+	  FG_REASON_DENY_NO_TUNNEL },
 	{ "egress tcp4 default deny", TC_EGRESS, TCP4(A4, B4, 40000, 80, SYN),
 	  { .rules = { ALLOW(ID_A, ID_B, 443, TCP, EGRESS) } }, SHOT, FG_REASON_DENY_POLICY },
 	{ "egress tcp4 deny entry overrides allow", TC_EGRESS, TCP4(A4, B4, 40000, 80, SYN),
@@ -817,6 +878,7 @@ static void harness_reset(struct harness *h, const char *row)
 	must(fg_test_map_clear(MAP_FD(h, fg_auth)), row, "clear fg_auth");
 	must(fg_test_map_clear(MAP_FD(h, fg_sockets)), row, "clear fg_sockets");
 	must(fg_test_map_clear(MAP_FD(h, fg_flows)), row, "clear fg_flows");
+	must(fg_test_map_clear(MAP_FD(h, fg_tun_peer)), row, "clear fg_tun_peer");
 	must(fg_test_policy_remove(MAP_FD(h, fg_policy_slot)), row, "empty fg_policy_slot");
 	must(fg_test_counters_zero(MAP_FD(h, fg_counters)), row, "zero fg_counters");
 	events_collect(h, row);
@@ -884,7 +946,24 @@ static size_t rules_count(const struct world *w)
 	return n;
 }
 
-/* Policy (when @gen is not 0), quarantine and auth entries of @w. */
+static void world_tun_peer(struct harness *h, const struct row *r, const struct world *w)
+{
+	const struct endpoint *caller = endpoint_of(w->tun_id);
+	struct fg_tun_key k = { .port = htons(w->tun_port) };
+	struct fg_tun_peer v = { .identity = w->tun_id };
+	__u8 family, addr[16];
+
+	cr_assert_not_null(caller, "%s: tunnel caller %u has no endpoint", r->name, w->tun_id);
+	v.td = caller->td;
+	must(fg_test_addr_parse(caller->node, &family, v.node), r->name, caller->node);
+	must(fg_test_addr_parse(w->tun_addr, &family, addr), r->name, w->tun_addr);
+	k.family = family;
+	memcpy(k.addr, addr, family == FG_AF_INET ? 4 : 16);
+	must(bpf_map_update_elem(MAP_FD(h, fg_tun_peer), &k, &v, BPF_ANY), r->name,
+	     "fg_tun_peer entry");
+}
+
+/* Policy (when @gen is not 0), quarantine, auth and tunnel entries of @w. */
 static void world_apply(struct harness *h, const struct row *r, const struct world *w, __u32 gen)
 {
 	int slot = MAP_FD(h, fg_policy_slot);
@@ -900,6 +979,8 @@ static void world_apply(struct harness *h, const struct row *r, const struct wor
 	}
 	for (int i = 0; i < MAX_AUTH && w->auth[i].local; i++)
 		world_auth(h, r, &w->auth[i]);
+	if (w->tun_addr)
+		world_tun_peer(h, r, w);
 }
 
 /* Runs @prog on @pkt; the program's return value in @verdict. 0 or -errno. */

@@ -336,6 +336,9 @@ static int collect_counters(const struct ctl *ctl, json_object *root)
 			sum.packets += v[cpu].packets;
 			sum.bytes += v[cpu].bytes;
 		}
+		/* the map has room for reasons to come: show those only once counted */
+		if (key >= FG_REASON_MAX && !sum.packets)
+			continue;
 		counter_add(obj, key, &sum);
 	}
 	return 0;

@@ -20,6 +20,7 @@ enum fg_map_sizes {
 	FG_MAX_AUTH = 65536,
 	FG_MAX_SOCKETS = 262144,
 	FG_MAX_FLOWS = 65536,
+	FG_MAX_TUNNELS = 65536,
 	FG_EVENTS_BYTES = 256 * 1024,
 };
 
@@ -112,7 +113,7 @@ struct {
 /* Per-CPU packet and byte counts by enum fg_reason; read by agent and bpftool. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FG_REASON_MAX);
+	__uint(max_entries, FG_COUNTERS_MAX);
 	__type(key, __u32);
 	__type(value, struct fg_counter);
 } fg_counters SEC(".maps");
@@ -149,5 +150,48 @@ struct {
 	__type(key, struct fg_flow_key);
 	__type(value, struct fg_flow_value);
 } fg_flows SEC(".maps");
+
+/*
+ * The encrypted transport, source side (include/fedguard/abi.h). Socket
+ * cookie -> the original destination of a connection the connect hook sent
+ * to the agent's redirect listener, and its source once sockops saw the
+ * connect. Written by the connect hooks and sockops, deleted by
+ * sock_release; read by getpeername (which shows the original destination)
+ * and the agent. Sized like the tunnel's flows: a connect that finds it
+ * full is denied (FG_REASON_DENY_MAP_FULL).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_TUNNELS);
+	__type(key, __u64);
+	__type(value, struct fg_tun_orig);
+} fg_tun_orig SEC(".maps");
+
+/*
+ * {family, source address, source port} of a redirected connection -> its
+ * socket cookie. Written by sockops when the connection starts, deleted by
+ * sock_release; read by the agent, which knows the connection it accepted
+ * only by its source. A connection without an entry is refused by the agent.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_TUNNELS);
+	__type(key, struct fg_tun_key);
+	__type(value, __u64);
+} fg_tun_src SEC(".maps");
+
+/*
+ * The encrypted transport, destination side: {family, address, port} the
+ * agent connects to a local workload from -> the source workload the tunnel
+ * authenticated. Written by the agent before it connects, deleted when the
+ * connection ends; read by cgroup_skb and sockops, which bind the
+ * workload's socket to that identity instead of the agent's address.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_TUNNELS);
+	__type(key, struct fg_tun_key);
+	__type(value, struct fg_tun_peer);
+} fg_tun_peer SEC(".maps");
 
 #endif /* FG_BPF_MAPS_H */

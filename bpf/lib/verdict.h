@@ -40,6 +40,16 @@ const volatile __u32 cfg_events_allow = 0;
  */
 const volatile __u32 cfg_events_rate = 0;
 const volatile __u32 cfg_events_burst = 0;
+/*
+ * The agent's redirect listener for the encrypted transport: the port
+ * (host order; 0 = this node has no tunnel, and flows that policy wants
+ * encrypted are denied) and its address for IPv4 and IPv6 connections
+ * (network order; zero = none for that family). Workloads must be able to
+ * reach it: the node's address.
+ */
+const volatile __u32 cfg_tun_port = 0;
+const volatile __u32 cfg_tun_addr4 = 0;
+const volatile __u32 cfg_tun_addr6[4] = {};
 
 enum fg_verdict_consts {
 	FG_NO_OBJECTION = FG_REASON_MAX,
@@ -47,6 +57,9 @@ enum fg_verdict_consts {
 	FG_CGROUP_MAX_DEPTH = 8,
 	FG_POLICY_PROBES = 4,	/* {peer, any} x {port, any} */
 	FG_EV_TOKEN = 1000000000, /* one event: buckets count billionths */
+	/* peer flag beside enum fg_ipcache_flags: the peer came through the
+	 * tunnel (fg_tun_peer), authenticated by it */
+	FG_PEER_TUNNELLED = 0x100,
 };
 
 /* Everything a hook learns on the way to its verdict; what events carry. */
@@ -62,7 +75,9 @@ struct fg_judgement {
 	__u8 hook;		/* enum fg_hook */
 	__u8 dir;		/* enum fg_direction of the connection */
 	__u8 auth;		/* enum fg_auth_mode the policy demanded */
-	__u8 pad;
+	__u8 transport;		/* enum fg_transport the policy demanded */
+	__u8 redirect;		/* connect hooks: send the socket to the tunnel */
+	__u8 pad[3];
 };
 
 /* A connection as policy sees it. */
@@ -269,6 +284,7 @@ static __always_inline __u32 fg_policy_match(void *rules, const struct fg_conn *
 	bool allowed = false;
 
 	j->auth = FG_AUTH_NONE;
+	j->transport = FG_TRANSPORT_DIRECT;
 	j->rule_id = 0;
 	for (int i = 0; i < FG_POLICY_PROBES; i++) {
 		__u32 peer = (i & 1) ? FG_ID_ANY : c->peer_id;
@@ -286,6 +302,7 @@ static __always_inline __u32 fg_policy_match(void *rules, const struct fg_conn *
 		if (v->action == FG_ACT_DENY) {
 			j->rule_id = v->rule_id;
 			j->auth = FG_AUTH_NONE;
+			j->transport = FG_TRANSPORT_DIRECT;
 			return FG_REASON_DENY_RULE;
 		}
 		if (v->action != FG_ACT_ALLOW)
@@ -294,6 +311,8 @@ static __always_inline __u32 fg_policy_match(void *rules, const struct fg_conn *
 			j->rule_id = v->rule_id;
 		if (v->auth > j->auth)
 			j->auth = v->auth;
+		if (v->transport > j->transport)	/* the tunnel is the stricter */
+			j->transport = v->transport;
 		allowed = true;
 	}
 	return allowed ? FG_REASON_ALLOW_POLICY : FG_REASON_DENY_POLICY;
@@ -313,6 +332,41 @@ static __always_inline __u32 fg_check_auth(__u32 local_id, __u32 peer_id, const 
 	if (v->expiry_ns <= bpf_ktime_get_ns())
 		return FG_REASON_DENY_AUTH_EXPIRED;
 	return FG_NO_OBJECTION;
+}
+
+/* --- transport ------------------------------------------------------------ */
+
+/*
+ * An allowed flow that policy wants encrypted may only travel through the
+ * tunnel: unless its peer is a workload of this node (flows that stay on
+ * the node are never tunnelled) or it came through the tunnel, it is
+ * denied. peer_flags: enum fg_ipcache_flags of the peer, or
+ * FG_PEER_TUNNELLED.
+ */
+static __always_inline __u32 fg_check_transport(const struct fg_judgement *j, __u32 peer_flags)
+{
+	if (j->transport != FG_TRANSPORT_TUNNEL)
+		return FG_NO_OBJECTION;
+	if (peer_flags & (FG_IPC_LOCAL | FG_PEER_TUNNELLED))
+		return FG_NO_OBJECTION;
+	return FG_REASON_DENY_NO_TUNNEL;
+}
+
+/*
+ * The source workload a tunnel delivered this connection for: the agent
+ * connected from {family, addr, port} of its node (fg_tun_peer). NULL when
+ * the address and port are no tunnel's.
+ */
+static __always_inline struct fg_tun_peer *fg_tun_peer_lookup(__u8 family, const __u32 addr[4],
+							      __u16 port)
+{
+	struct fg_tun_key k = { .family = family, .port = port };
+
+	if (family == FG_AF_INET)
+		k.addr[0] = addr[0];
+	else
+		__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(&fg_tun_peer, &k);
 }
 
 /* --- compositions -------------------------------------------------------- */
@@ -342,9 +396,11 @@ static __always_inline __u32 fg_decide(const struct fg_conn *c, __u32 local_td, 
  * packet's direction); else also as a reply of a connection the other side
  * opened (policy in the other direction, ports swapped). Stateless, so a
  * reply is admitted exactly when policy admits the forward connection.
+ * A flow policy wants encrypted passes only through the tunnel
+ * (fg_check_transport()).
  */
 static __always_inline __u32 fg_judge_packet(struct fg_judgement *j, __u32 local_td,
-					      const struct fg_ipcache_value *peer, __u8 pkt_dir)
+					      __u32 peer_td, __u32 peer_flags, __u8 pkt_dir)
 {
 	struct fg_conn c = {
 		.local_id = j->local_id,
@@ -353,21 +409,27 @@ static __always_inline __u32 fg_judge_packet(struct fg_judgement *j, __u32 local
 		.proto = j->pkt.proto,
 		.dir = pkt_dir,
 	};
-	__u32 r = fg_decide(&c, local_td, peer->td, j);
+	__u32 r = fg_decide(&c, local_td, peer_td, j);
 	__u32 fwd_rule = j->rule_id;
 	__u32 auth;
 
 	if ((r == FG_REASON_DENY_POLICY || r == FG_REASON_DENY_RULE) && !fg_pkt_opens(&j->pkt)) {
 		c.port = bpf_ntohs(j->pkt.sport);
 		c.dir = pkt_dir == FG_DIR_EGRESS ? FG_DIR_INGRESS : FG_DIR_EGRESS;
-		if (fg_allowed(fg_decide(&c, local_td, peer->td, j))) {
+		if (fg_allowed(fg_decide(&c, local_td, peer_td, j))) {
 			r = FG_REASON_ALLOW_REPLY;
 		} else {
 			j->rule_id = fwd_rule;
 			j->dir = pkt_dir;
 		}
 	}
-	if (!fg_allowed(r) || j->auth != FG_AUTH_MTLS)
+	if (!fg_allowed(r))
+		return r;
+	auth = fg_check_transport(j, peer_flags);
+	if (auth != FG_NO_OBJECTION)
+		return auth;
+	/* the tunnel authenticated both workloads: that is the mTLS */
+	if (j->auth != FG_AUTH_MTLS || (peer_flags & FG_PEER_TUNNELLED))
 		return r;
 	auth = fg_check_auth(j->local_id, j->peer_id, j->peer_node);
 	return auth == FG_NO_OBJECTION ? r : auth;

@@ -81,6 +81,7 @@ enum fg_reason {
 	FG_REASON_DENY_MALFORMED,	/* truncated or unparsable packet */
 	FG_REASON_DENY_NO_POLICY,	/* no policy map installed yet */
 	FG_REASON_DENY_MAP_FULL,	/* could not record socket state */
+	FG_REASON_DENY_NO_TUNNEL,	/* policy wants the tunnel; the flow cannot or did not take it */
 	FG_REASON_MAX,
 };
 
@@ -194,6 +195,8 @@ _Static_assert(sizeof(struct fg_auth_value) == 8, "fg_auth_value size");
 enum fg_sock_state {
 	FG_SOCK_ALLOWED = 1,
 	FG_SOCK_AUTH_WAIT = 2,	/* allowed by policy, waiting for fg_auth */
+	FG_SOCK_TUNNEL = 3,	/* carried by the tunnel: redirected to the agent or
+				 * delivered by it; authenticated by the tunnel */
 };
 
 /* fg_sockets: socket cookie (u64) -> the identities the socket is bound to. */
@@ -214,7 +217,57 @@ struct fg_sock_binding {
 };
 _Static_assert(sizeof(struct fg_sock_binding) == 48, "fg_sock_binding size");
 
-/* fg_counters: per-CPU, indexed by enum fg_reason. */
+/*
+ * The encrypted transport (docs/transport.md). The connect hook sends a
+ * connection that policy wants encrypted to the agent's redirect listener
+ * instead of its destination:
+ *
+ *   fg_tun_orig  socket cookie -> where the connection was going, and (once
+ *                sockops saw the connection start) where it comes from
+ *   fg_tun_src   {family, source address, source port} of a redirected
+ *                connection -> its socket cookie: how the agent that accepts
+ *                the connection finds fg_tun_orig and fg_sockets
+ *
+ * At the far end the agent connects to the destination workload from an
+ * address and port of its node and records, before the SYN leaves, whom
+ * that connection carries:
+ *
+ *   fg_tun_peer  {family, agent address, agent port} -> the source workload
+ *                the tunnel authenticated, its trust domain and node
+ */
+struct fg_tun_key {
+	__u32 family;		/* enum fg_family; IPv4-mapped IPv6 is IPv4 */
+	__u32 addr[4];		/* IPv4 in addr[0], network order */
+	__u16 port;		/* network order */
+	__u16 pad;
+};
+_Static_assert(sizeof(struct fg_tun_key) == 24, "fg_tun_key size");
+
+struct fg_tun_orig {
+	__u32 family;		/* enum fg_family of the original destination */
+	__u32 daddr[4];		/* the original destination, network order */
+	__u16 dport;		/* network order */
+	__u16 pad;
+	struct fg_tun_key src;	/* family 0 until sockops saw the connect */
+};
+_Static_assert(sizeof(struct fg_tun_orig) == 48, "fg_tun_orig size");
+
+struct fg_tun_peer {
+	__u32 identity;		/* the source workload the tunnel authenticated */
+	__u32 td;		/* its trust domain */
+	__u8 node[16];		/* its node, IPv4-mapped for v4 */
+};
+_Static_assert(sizeof(struct fg_tun_peer) == 24, "fg_tun_peer size");
+
+/*
+ * fg_counters: per-CPU, indexed by enum fg_reason. The map has room for
+ * FG_COUNTERS_MAX reasons so that a reason added later does not change its
+ * layout: a new agent still adopts the pinned map.
+ */
+enum { FG_COUNTERS_MAX = 64 };
+_Static_assert((int)FG_REASON_MAX <= (int)FG_COUNTERS_MAX,
+	       "fg_counters has no room for every reason");
+
 struct fg_counter {
 	__u64 packets;
 	__u64 bytes;
