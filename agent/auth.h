@@ -80,6 +80,10 @@ int auth_view_new(struct auth_view **out);
 int auth_view_add_identity(struct auth_view *v, const char *spiffe_id, __u32 num, bool local,
 			   const __u8 node[16]);
 
+/* The same with the number of its trust domain (the tunnel records it in fg_tun_peer). */
+int auth_view_add_identity_td(struct auth_view *v, const char *spiffe_id, __u32 num, __u32 td,
+			      bool local, const __u8 node[16]);
+
 /*
  * Policy allows connections between local identity local and peer (a
  * number, or FG_ID_ANY) in direction dir (FG_DIR_EGRESS: local initiates),

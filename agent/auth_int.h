@@ -25,6 +25,7 @@
 struct view_id {
 	char *spiffe_id;
 	__u32 num;
+	__u32 td;		/* its trust domain's number, 0 when not given */
 	bool local;
 	bool has_node;
 	__u8 node[16];

@@ -44,6 +44,12 @@ int auth_view_new(struct auth_view **out)
 int auth_view_add_identity(struct auth_view *v, const char *spiffe_id, __u32 num, bool local,
 			   const __u8 node[16])
 {
+	return auth_view_add_identity_td(v, spiffe_id, num, 0, local, node);
+}
+
+int auth_view_add_identity_td(struct auth_view *v, const char *spiffe_id, __u32 num, __u32 td,
+			      bool local, const __u8 node[16])
+{
 	struct view_id *id;
 
 	if (v->sealed || !spiffe_id)
@@ -58,7 +64,7 @@ int auth_view_add_identity(struct auth_view *v, const char *spiffe_id, __u32 num
 		v->cap = cap;
 	}
 	id = &v->ids[v->n];
-	*id = (struct view_id){ .num = num, .local = local, .has_node = node != NULL };
+	*id = (struct view_id){ .num = num, .td = td, .local = local, .has_node = node != NULL };
 	id->spiffe_id = strdup(spiffe_id);
 	if (!id->spiffe_id)
 		return -ENOMEM;

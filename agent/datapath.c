@@ -191,7 +191,7 @@ static int map_sync(int fd, const char *name, const struct kv_set *want)
 
 /* --- what the state wants ----------------------------------------------- */
 
-static __u32 td_number(struct json_object *state, const char *spiffe_id)
+__u32 datapath_td_number(struct json_object *state, const char *spiffe_id)
 {
 	struct spiffe_id sid;
 	char td[256];
@@ -228,7 +228,7 @@ static int want_cgroups(struct json_object *state, struct kv_set *want)
 	{
 		struct fg_cgroup_info info = {
 			.identity = state_identity_find(state, id),
-			.td = td_number(state, id),
+			.td = datapath_td_number(state, id),
 		};
 		struct json_object *v;
 		__u64 cgid;
@@ -251,7 +251,7 @@ static int want_addresses(struct json_object *state, const char *id, struct json
 	struct json_object *ips = member_array(reg, "ips");
 	struct fg_ipcache_value v = {
 		.identity = state_identity_find(state, id),
-		.td = td_number(state, id),
+		.td = datapath_td_number(state, id),
 		.flags = flags,
 	};
 
@@ -305,7 +305,7 @@ static int want_quarantine(struct json_object *state, struct kv_set *want)
 
 		if (kind && strcmp(kind, "trust_domain") == 0) {
 			k.kind = FG_Q_TRUST_DOMAIN;
-			k.id = td_number(state, target);
+			k.id = datapath_td_number(state, target);
 		} else {
 			k.kind = FG_Q_IDENTITY;
 			k.id = state_identity_find(state, target);

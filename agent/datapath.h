@@ -50,6 +50,9 @@ int datapath_open(struct datapath *dp, const struct loader *l, const __u8 node[1
 void datapath_close(struct datapath *dp);
 
 int datapath_view(struct json_object *state, struct datapath_view *v);
+
+/* The number of spiffe_id's trust domain in state ("trust_domains"), 0 when it has none. */
+__u32 datapath_td_number(struct json_object *state, const char *spiffe_id);
 void datapath_view_free(struct datapath_view *v);
 
 /*

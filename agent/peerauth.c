@@ -176,8 +176,8 @@ static int view_identities(struct agent *a, struct auth_view *v)
 		(void)w;
 		if (!in_td(wid, p->td))
 			continue;	/* registered before --trust-domain: no SVID, no auth */
-		r = auth_view_add_identity(v, wid, state_identity_find(a->state, wid), true,
-					   p->node);
+		r = auth_view_add_identity_td(v, wid, state_identity_find(a->state, wid),
+					      datapath_td_number(a->state, wid), true, p->node);
 		if (r)
 			return r;
 	}
@@ -188,8 +188,9 @@ static int view_identities(struct agent *a, struct auth_view *v)
 		bool has = json_object_object_get_ex(e, "node", &n) &&
 			   addr_parse_node(json_object_get_string(n), node) == 0;
 
-		r = auth_view_add_identity(v, eid, state_identity_find(a->state, eid), false,
-					   has ? node : NULL);
+		r = auth_view_add_identity_td(v, eid, state_identity_find(a->state, eid),
+					      datapath_td_number(a->state, eid), false,
+					      has ? node : NULL);
 		if (r)
 			return r;
 	}
