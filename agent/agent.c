@@ -151,6 +151,7 @@ static int cmd_status(void *ctx, struct json_object *args, struct json_object *r
 			       json_object_new_int(json_object_object_length(
 				       state_section(a->state, "quarantine"))));
 	fed_status(a, result);
+	peerauth_tunnel_status(a, result);
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "datapath.h"
 #include "fed.h"
+#include "peerauth.h"
 #include "policy_compile.h"
 #include "policy_parse.h"
 #include "policy_sign.h"
@@ -275,6 +276,23 @@ static void verdict_json(const struct policy_verdict *pv, struct json_object *re
 	json_object_object_add(result, "reason", json_object_new_string(pv->reason));
 }
 
+/* An allow that the datapath will refuse all the same says why. */
+static void transport_note(struct agent *a, const struct policy_verdict *pv, __u8 proto,
+			   struct json_object *result)
+{
+	const char *note = NULL;
+
+	if (pv->action != FG_ACT_ALLOW || pv->transport != FG_TRANSPORT_TUNNEL)
+		return;
+	if (proto != IPPROTO_TCP)
+		note = "only TCP takes the tunnel: the datapath refuses this flow (deny_no_tunnel)";
+	else if (!peerauth_tunnel_running(a))
+		note = "this agent runs no tunnel (--tunnel-listen): the datapath refuses this flow "
+		       "(deny_no_tunnel)";
+	if (note)
+		json_object_object_add(result, "note", json_object_new_string(note));
+}
+
 COMMAND(cmd_policy_check)
 {
 	_cleanup_policy_doc_ struct policy_doc *doc = NULL;
@@ -314,5 +332,6 @@ COMMAND(cmd_policy_check)
 					 "cannot check '%s' -> '%s' port %lld: %s", from, to,
 					 (long long)port, strerror(-r));
 	verdict_json(&pv, result);
+	transport_note(a, &pv, proto, result);
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include "datapath.h"
 #include "fed.h"
 #include "log.h"
+#include "peerauth.h"
 #include "spiffe.h"
 #include "state.h"
 
@@ -125,6 +126,7 @@ int quarantine_enforce(struct agent *a, const char *target, struct json_object *
 	r = datapath_destroy_sockets(&a->dp, next, destroyed);
 	if (r)
 		log_warn_errno(r, "quarantine '%s': destroying its sockets", target);
+	peerauth_tunnel_cut(a);	/* the maps say so now: tunnelled flows go too */
 	return agent_persist(a, next, err);
 }
 

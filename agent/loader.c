@@ -201,6 +201,9 @@ static int object_open(struct loader *l, const struct loader_opts *opts)
 	l->skel->rodata->cfg_events_allow = opts->events_allow;
 	l->skel->rodata->cfg_events_rate = opts->events_rate;
 	l->skel->rodata->cfg_events_burst = opts->events_burst;
+	l->skel->rodata->cfg_tun_port = opts->tun_port;
+	l->skel->rodata->cfg_tun_addr4 = opts->tun_addr4;
+	memcpy((void *)l->skel->rodata->cfg_tun_addr6, opts->tun_addr6, 16);
 	err = check_policy_inner_map(l->skel->maps.fg_policy_slot);
 	if (err)
 		return err;

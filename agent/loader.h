@@ -31,6 +31,9 @@ struct loader_opts {
 	bool events_allow;	  /* rodata cfg_events_allow */
 	__u32 events_rate;	  /* rodata cfg_events_rate, per CPU; 0 = no limit */
 	__u32 events_burst;	  /* rodata cfg_events_burst */
+	__u16 tun_port;		  /* rodata cfg_tun_port: the redirect listener, 0 = none */
+	__u32 tun_addr4;	  /* rodata cfg_tun_addr4, network order */
+	__u32 tun_addr6[4];	  /* rodata cfg_tun_addr6, network order */
 };
 
 /* A running instance: what loader_start() set up. */

@@ -4,6 +4,7 @@
  * then waits for SIGTERM/SIGINT and exits without detaching anything: the
  * pinned links and maps keep enforcing the last state while no agent runs.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -99,6 +100,10 @@ static void usage(FILE *out)
 		"                             (repeatable): SPIFFE bundle JSON or PEM roots\n"
 		"  --svid-ttl SECONDS         lifetime of minted SVIDs (default %u)\n"
 		"  --auth-listen ADDR:PORT    mTLS listener; peers are asked on the same port\n"
+		"  --tunnel-listen ADDR:PORT  encrypted transport: TLS listener of the tunnels\n"
+		"                             between workloads; peers use the same port\n"
+		"  --tunnel-redirect ADDR:PORT where workloads' encrypted connections are sent\n"
+		"                             (default: the node address, tunnel port + 1)\n"
 		"\n"
 		"The mesh (docs/federation.md; needs --trust-domain and --policy-key):\n"
 		"  --store etcd=URL[,URL...]  keep the mesh's shared state in etcd\n"
@@ -184,6 +189,8 @@ enum {
 	OPT_BUNDLE,
 	OPT_SVID_TTL,
 	OPT_AUTH_LISTEN,
+	OPT_TUNNEL_LISTEN,
+	OPT_TUNNEL_REDIRECT,
 	OPT_FLOW_LOG,
 	OPT_FLOW_LOG_MAX_BYTES,
 	OPT_FLOW_LOG_KEEP,
@@ -228,6 +235,8 @@ static const struct option long_opts[] = {
 	{"bundle", required_argument, NULL, OPT_BUNDLE},
 	{"svid-ttl", required_argument, NULL, OPT_SVID_TTL},
 	{"auth-listen", required_argument, NULL, OPT_AUTH_LISTEN},
+	{"tunnel-listen", required_argument, NULL, OPT_TUNNEL_LISTEN},
+	{"tunnel-redirect", required_argument, NULL, OPT_TUNNEL_REDIRECT},
 	{"flow-log", required_argument, NULL, OPT_FLOW_LOG},
 	{"flow-log-max-bytes", required_argument, NULL, OPT_FLOW_LOG_MAX_BYTES},
 	{"flow-log-keep", required_argument, NULL, OPT_FLOW_LOG_KEEP},
@@ -300,6 +309,12 @@ static int parse_auth_opt(int c, struct args *a)
 				 &a->auth.svid_ttl);
 	case OPT_AUTH_LISTEN:
 		a->auth.listen = optarg;
+		return 0;
+	case OPT_TUNNEL_LISTEN:
+		a->auth.tunnel_listen = optarg;
+		return 0;
+	case OPT_TUNNEL_REDIRECT:
+		a->auth.tunnel_redirect = optarg;
 		return 0;
 	case OPT_STORE:
 		a->fed.store = optarg;
@@ -471,6 +486,32 @@ static int check_args(const struct args *a, int argc, char **argv)
 	return fed_opts_check(&a->fed, &a->auth, a->policy_key != NULL);
 }
 
+/* The redirect listener goes into the programs' rodata: the connect hooks point there. */
+static int tunnel_rodata(struct args *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int r;
+
+	if (!a->auth.tunnel_listen)
+		return 0;
+	r = peerauth_tunnel_redirect(&a->auth, a->node, &ss, &len);
+	if (r)
+		return r;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		a->opts.tun_port = ntohs(sin->sin_port);
+		a->opts.tun_addr4 = sin->sin_addr.s_addr;
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		a->opts.tun_port = ntohs(sin6->sin6_port);
+		memcpy(a->opts.tun_addr6, &sin6->sin6_addr, 16);
+	}
+	return 0;
+}
+
 static int feed_opt(int c, void *a)
 {
 	return parse_opt(c, a);
@@ -524,7 +565,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	config_annotate(a->config);
 	r = check_args(a, argc, argv);
 	config_annotate(NULL);
-	return r;
+	return r ? r : tunnel_rodata(a);
 }
 
 static int block_stop_signals(void)

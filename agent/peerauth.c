@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include "ssl_cleanup.h"
 #include "state.h"
 #include "svids.h"
+#include "tunnel.h"
 
 enum {
 	GC_PERIOD_S = 60,	/* expired fg_auth entries are deleted this often */
@@ -40,15 +42,18 @@ enum {
 
 /* --- options ------------------------------------------------------------------------------ */
 
+static int tunnel_opts_check(const struct peerauth_opts *o);
+
 int peerauth_opts_check(const struct peerauth_opts *o, bool have_node_address)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 
 	if (!o->trust_domain) {
-		if (o->node_cert || o->node_key || o->node_name || o->n_bundles || o->listen) {
-			log_error("--node-cert, --node-key, --node-name, --bundle and --auth-listen "
-				  "need --trust-domain");
+		if (o->node_cert || o->node_key || o->node_name || o->n_bundles || o->listen ||
+		    o->tunnel_listen || o->tunnel_redirect) {
+			log_error("--node-cert, --node-key, --node-name, --bundle, --auth-listen, "
+				  "--tunnel-listen and --tunnel-redirect need --trust-domain");
 			return -EINVAL;
 		}
 		return 0;
@@ -64,6 +69,89 @@ int peerauth_opts_check(const struct peerauth_opts *o, bool have_node_address)
 	}
 	if (auth_parse_listen(o->listen, &ss, &len)) {
 		log_error("option --auth-listen: '%s' is not ADDR:PORT or [ADDR]:PORT", o->listen);
+		return -EINVAL;
+	}
+	return tunnel_opts_check(o);
+}
+
+static bool addr_unspecified(const struct sockaddr_storage *ss)
+{
+	static const __u8 zero[16];
+
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == 0;
+	return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, zero, 16) == 0;
+}
+
+static __u16 *port_of(struct sockaddr_storage *ss)
+{
+	return ss->ss_family == AF_INET ? &((struct sockaddr_in *)ss)->sin_port
+					: &((struct sockaddr_in6 *)ss)->sin6_port;
+}
+
+int peerauth_tunnel_redirect(const struct peerauth_opts *o, const __u8 node[16],
+			     struct sockaddr_storage *out, socklen_t *len)
+{
+	static const __u8 mapped[12] = { [10] = 0xff, [11] = 0xff };
+	struct sockaddr_storage ss;
+	socklen_t n;
+	__u16 port;
+
+	if (o->tunnel_redirect) {
+		if (auth_parse_listen(o->tunnel_redirect, &ss, &n) || addr_unspecified(&ss)) {
+			log_error("option --tunnel-redirect: '%s' is not ADDR:PORT or [ADDR]:PORT "
+				  "with an address workloads can reach", o->tunnel_redirect);
+			return -EINVAL;
+		}
+	} else {
+		if (auth_parse_listen(o->tunnel_listen, &ss, &n))
+			return -EINVAL;
+		port = ntohs(*port_of(&ss));
+		if (port == 65535) {
+			log_error("option --tunnel-listen: port 65535 leaves no port for the "
+				  "redirect listener; give --tunnel-redirect");
+			return -EINVAL;
+		}
+		if (addr_unspecified(&ss)) {	/* workloads reach the node at its address */
+			memset(&ss, 0, sizeof(ss));
+			if (memcmp(node, mapped, 12) == 0) {
+				ss.ss_family = AF_INET;
+				memcpy(&((struct sockaddr_in *)&ss)->sin_addr, node + 12, 4);
+				n = sizeof(struct sockaddr_in);
+			} else {
+				ss.ss_family = AF_INET6;
+				memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, node, 16);
+				n = sizeof(struct sockaddr_in6);
+			}
+		}
+		*port_of(&ss) = htons(port + 1);
+	}
+	*out = ss;
+	*len = n;
+	return 0;
+}
+
+/* The tunnel's options: its listener, and a redirect address workloads can reach. */
+static int tunnel_opts_check(const struct peerauth_opts *o)
+{
+	struct sockaddr_storage ss, auth;
+	socklen_t len;
+
+	if (!o->tunnel_listen) {
+		if (!o->tunnel_redirect)
+			return 0;
+		log_error("option --tunnel-redirect needs --tunnel-listen");
+		return -EINVAL;
+	}
+	if (auth_parse_listen(o->tunnel_listen, &ss, &len)) {
+		log_error("option --tunnel-listen: '%s' is not ADDR:PORT or [ADDR]:PORT",
+			  o->tunnel_listen);
+		return -EINVAL;
+	}
+	auth_parse_listen(o->listen, &auth, &len);
+	if (*port_of(&ss) == *port_of(&auth)) {
+		log_error("options --tunnel-listen and --auth-listen: the tunnel needs a port of "
+			  "its own, not %u", ntohs(*port_of(&ss)));
 		return -EINVAL;
 	}
 	return 0;
@@ -483,6 +571,60 @@ static int engine_start(struct agent *a, const struct peerauth_opts *o)
 	return 0;
 }
 
+/*
+ * A tunnelled flow holds three descriptors (the workload's socket, the TLS
+ * connection, its eventfd): the usual soft limit of 1024 would cap a node
+ * at a few hundred flows. The hard limit is the administrator's word.
+ */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		log_warn_errno(-errno, "cannot raise the open files limit, ignoring");
+}
+
+static int tunnel_begin(struct agent *a, const struct peerauth_opts *o)
+{
+	struct peerauth *p = a->auth;
+	struct tunnel_config cfg = { .auth = p->engine, .pin_dir = a->dp.pin_dir };
+	int r;
+
+	if (!o->tunnel_listen)
+		return 0;
+	raise_nofile();
+	auth_parse_listen(o->tunnel_listen, &cfg.listen, &cfg.listen_len);
+	r = peerauth_tunnel_redirect(o, p->node, &cfg.redirect, &cfg.redirect_len);
+	if (!r)
+		r = tunnel_start(&cfg, &p->tunnel);
+	if (r)
+		return r;
+	log_info("encrypted transport: listening on %s, workloads redirected to port %u of this "
+		 "node; TLS 1.3 in userspace (no kTLS)", o->tunnel_listen,
+		 ntohs(*port_of(&cfg.redirect)));
+	return 0;
+}
+
+bool peerauth_tunnel_running(const struct agent *a)
+{
+	return a->auth && a->auth->tunnel;
+}
+
+void peerauth_tunnel_cut(struct agent *a)
+{
+	if (a->auth)
+		tunnel_cut(a->auth->tunnel);
+}
+
+void peerauth_tunnel_status(struct agent *a, struct json_object *result)
+{
+	if (a->auth && a->auth->tunnel)
+		json_object_object_add(result, "tunnel", tunnel_status_json(a->auth->tunnel));
+}
+
 static int maps_and_timer(struct agent *a)
 {
 	struct peerauth *p = a->auth;
@@ -519,6 +661,8 @@ int peerauth_start(struct agent *a, const struct peerauth_opts *o)
 	if (!r)
 		r = engine_start(a, o);
 	if (!r)
+		r = tunnel_begin(a, o);
+	if (!r)
 		r = events_subscribe(a->events, FG_EV_AUTH_NEEDED, on_event, a);
 	if (!r)
 		r = events_subscribe(a->events, FG_EV_DROP, on_event, a);
@@ -537,6 +681,7 @@ void peerauth_stop(struct agent *a)
 	if (!p)
 		return;
 	a->auth = NULL;	/* event handlers still subscribed see no peer authentication */
+	tunnel_stop(p->tunnel);	/* its flows use the engine's views and SVIDs */
 	auth_engine_free(p->engine);
 	svids_free(p->svids);
 	bundle_set_free(p->bundles);
@@ -687,6 +832,7 @@ int peerauth_drop_trust_domain(struct agent *a, const char *td, bool cut, unsign
 	if (json_object_object_get_ex(state_section(a->state, "trust_domains"), td, NULL) &&
 	    state_trust_domain(a->state, td, &tdnum) == 0)
 		r = datapath_cut_trust_domain(&a->dp, a->state, tdnum, destroyed);
+	tunnel_cut(a->auth->tunnel);
 	if (r)
 		return log_error_errno(r, "trust domain '%s': destroying its sockets", td);
 	return 0;

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <linux/types.h>
@@ -39,7 +40,27 @@ struct peerauth_opts {
 	unsigned int n_bundles;
 	unsigned int svid_ttl;	  /* --svid-ttl, seconds */
 	const char *listen;	  /* --auth-listen ADDR:PORT */
+	const char *tunnel_listen;   /* --tunnel-listen ADDR:PORT: the encrypted transport */
+	const char *tunnel_redirect; /* --tunnel-redirect ADDR:PORT, NULL for the default */
 };
+
+/*
+ * Where this node's workloads reach the tunnel's redirect listener: the
+ * --tunnel-redirect address, else the --tunnel-listen address (the node
+ * address when that is a wildcard) with the next port. 0, or -EINVAL
+ * (logged) when it is no address a workload can connect to.
+ */
+int peerauth_tunnel_redirect(const struct peerauth_opts *o, const __u8 node[16],
+			     struct sockaddr_storage *out, socklen_t *len);
+
+/* Whether the agent carries tunnels (--tunnel-listen). */
+bool peerauth_tunnel_running(const struct agent *a);
+
+/* Cuts the tunnelled flows of quarantined identities and of untrusted trust domains. */
+void peerauth_tunnel_cut(struct agent *a);
+
+/* The tunnel's part of the status reply, when it runs. */
+void peerauth_tunnel_status(struct agent *a, struct json_object *result);
 
 /*
  * Checks the options that belong together before anything starts: with

@@ -18,6 +18,7 @@ struct peerauth {
 	struct svids *svids;
 	struct bundle_set *bundles;
 	struct auth_engine *engine;
+	struct tunnel *tunnel;		/* the encrypted transport, or NULL */
 	int auth_fd;			/* the pinned fg_auth map */
 	int timer_fd;			/* CLOCK_MONOTONIC: renewals and clean-up */
 	__u64 next_gc_ns;

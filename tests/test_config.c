@@ -330,7 +330,9 @@ struct bad_file {
 	const char *message; /* expected on stderr, after "error: " */
 };
 
-#define AUTH_ALONE "--node-cert, --node-key, --node-name, --bundle and --auth-listen need --trust-domain"
+#define AUTH_ALONE                                                                                  \
+	"--node-cert, --node-key, --node-name, --bundle, --auth-listen, --tunnel-listen and "           \
+	"--tunnel-redirect need --trust-domain"
 
 static const struct bad_file bad_files[] = {
 	{"cgroup: /a\nifaces: eth0\n",

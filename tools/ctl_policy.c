@@ -214,6 +214,8 @@ static int policy_check(struct ctl *ctl, int argc, char **argv)
 	if (ctl_jget(result, "transport"))
 		printf("transport: %s\n", json_object_get_string(ctl_jget(result, "transport")));
 	printf("reason:   %s\n", json_object_get_string(ctl_jget(result, "reason")));
+	if (ctl_jget(result, "note"))
+		printf("note:     %s\n", json_object_get_string(ctl_jget(result, "note")));
 	return 0;
 }
 

@@ -494,6 +494,19 @@ static void print_store(json_object *s)
 		       jstr(s, "last_error"), ju64(s, "pending_writes"));
 }
 
+/* The encrypted transport; nothing when the agent runs none. */
+static void print_tunnel(json_object *t)
+{
+	if (!t)
+		return;
+	printf("tunnel: port %llu, encryption in %s (kTLS %s), %llu flows now; %llu out and %llu "
+	       "in since start, %llu refused, %llu cut\n",
+	       ju64(t, "port"), jstr(t, "encryption"),
+	       json_object_get_boolean(ctl_jget(t, "ktls")) ? "available, unused" : "not in this kernel",
+	       ju64(t, "active"), ju64(t, "flows_out"), ju64(t, "flows_in"),
+	       ju64(t, "refused_out") + ju64(t, "refused_in"), ju64(t, "cut"));
+}
+
 static void print_agent(json_object *root)
 {
 	json_object *a = ctl_jget(root, "agent");
@@ -506,6 +519,7 @@ static void print_agent(json_object *root)
 	printf("agent: %s, %llu workloads, %llu endpoints, %llu quarantined\n", jstr(a, "socket"),
 	       ju64(root, "workloads"), ju64(root, "endpoints"), ju64(root, "quarantined"));
 	print_store(ctl_jget(a, "store"));
+	print_tunnel(ctl_jget(a, "tunnel"));
 }
 
 static void print_counters(json_object *c)
