@@ -391,5 +391,6 @@ int observe_metrics(void *ctx, struct metrics_buf *b)
 	handshake_latency(b, o);
 	identity(b, o);
 	fed_metrics(o->ag, b);
+	peerauth_tunnel_metrics(o->ag, b);
 	return b->err;
 }

@@ -25,6 +25,7 @@
 #include "events.h"
 #include "fed.h"
 #include "log.h"
+#include "metrics.h"
 #include "observe.h"
 #include "peerauth_int.h"
 #include "policy_compile.h"
@@ -617,6 +618,35 @@ void peerauth_tunnel_cut(struct agent *a)
 {
 	if (a->auth)
 		tunnel_cut(a->auth->tunnel);
+}
+
+void peerauth_tunnel_metrics(struct agent *a, struct metrics_buf *b)
+{
+	static const char fl[] = "fedguard_tunnel_flows_total", rf[] = "fedguard_tunnel_refused_total",
+			  by[] = "fedguard_tunnel_bytes_total";
+	struct tunnel_stats s;
+
+	if (!a->auth || !a->auth->tunnel)
+		return;
+	tunnel_stats(a->auth->tunnel, &s);
+	metrics_family(b, "fedguard_tunnel_flows", "gauge",
+		       "Flows the encrypted transport relays now, both directions.");
+	metrics_u64(b, "fedguard_tunnel_flows", s.active, NULL);
+	metrics_family(b, fl, "counter",
+		       "Flows relayed, out of this node's workloads or into them.");
+	metrics_u64(b, fl, s.flows_out, "direction", "out", NULL);
+	metrics_u64(b, fl, s.flows_in, "direction", "in", NULL);
+	metrics_family(b, rf, "counter", "Flows refused or failed before relaying.");
+	metrics_u64(b, rf, s.refused_out, "direction", "out", NULL);
+	metrics_u64(b, rf, s.refused_in, "direction", "in", NULL);
+	metrics_family(b, "fedguard_tunnel_cut_total", "counter",
+		       "Flows cut by a quarantine or a trust domain no longer trusted.");
+	metrics_u64(b, "fedguard_tunnel_cut_total", s.cut, NULL);
+	metrics_family(b, by, "counter",
+		       "Plaintext bytes carried by flows that ended, out of this node's workloads or "
+		       "into them.");
+	metrics_u64(b, by, s.bytes_out, "direction", "out", NULL);
+	metrics_u64(b, by, s.bytes_in, "direction", "in", NULL);
 }
 
 void peerauth_tunnel_status(struct agent *a, struct json_object *result)

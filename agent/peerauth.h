@@ -59,6 +59,11 @@ bool peerauth_tunnel_running(const struct agent *a);
 /* Cuts the tunnelled flows of quarantined identities and of untrusted trust domains. */
 void peerauth_tunnel_cut(struct agent *a);
 
+struct metrics_buf;
+
+/* The tunnel's metrics (fedguard_tunnel_*), when it runs. */
+void peerauth_tunnel_metrics(struct agent *a, struct metrics_buf *b);
+
 /* The tunnel's part of the status reply, when it runs. */
 void peerauth_tunnel_status(struct agent *a, struct json_object *result);
 

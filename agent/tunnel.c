@@ -301,11 +301,14 @@ static void flows_reap(struct tunnel *t, bool all)
 	}
 }
 
-/* The relay starts: from now on tunnel_cut() judges the flow. */
+/* The relay starts: the flow counts, and from now on tunnel_cut() judges it. */
 static void flow_relaying(struct flow *f)
 {
+	struct tunnel_stats *s = &f->t->stats;
+
 	pthread_mutex_lock(&f->t->lock);
 	f->relaying = true;
+	(*(f->role == FLOW_OUT ? &s->flows_out : &s->flows_in))++;
 	pthread_mutex_unlock(&f->t->lock);
 }
 
@@ -315,10 +318,9 @@ static void flow_account(struct flow *f, int r, const struct relay_stats *st)
 	bool out = f->role == FLOW_OUT;
 
 	pthread_mutex_lock(&f->t->lock);
-	if (r) {
+	if (r && !f->relaying) {
 		(*(out ? &s->refused_out : &s->refused_in))++;
-	} else {
-		(*(out ? &s->flows_out : &s->flows_in))++;
+	} else if (!r) {
 		s->bytes_out += out ? st->plain_to_tls : st->tls_to_plain;
 		s->bytes_in += out ? st->tls_to_plain : st->plain_to_tls;
 		s->cut += f->was_cut;

@@ -69,10 +69,10 @@ struct tunnel_config {
 };
 
 struct tunnel_stats {
-	__u64 flows_out, flows_in;	/* relayed since start, by role */
+	__u64 flows_out, flows_in;	/* relayed since start (ended or not), by role */
 	__u64 refused_out, refused_in;	/* failed or refused before relaying */
 	__u64 cut;			/* ended by tunnel_cut() */
-	__u64 bytes_out, bytes_in;	/* plaintext carried, out of and into this node */
+	__u64 bytes_out, bytes_in;	/* plaintext carried by ended flows, out and in */
 	unsigned int active;		/* flows now */
 	bool ktls_available;		/* the kernel offers the "tls" ULP */
 };

@@ -40,6 +40,7 @@ enum {
 	WAIT_MS = 15000,
 	ECHO_MS = 3000,
 	TUNNEL_PORT = 18446,	/* the redirect listener is on the next port */
+	METRICS_PORT = 18464,
 };
 
 static struct fw_world w;
@@ -49,8 +50,8 @@ static struct fw_node *a1 = &w.node[0], *a2 = &w.node[1], *b1 = &w.node[2];
 
 static void world_up(void)
 {
-	char tunnel[64];
-	const char *extra[] = { tunnel, NULL };
+	char tunnel[64], metrics[64];
+	const char *extra[] = { tunnel, metrics, "--log-allowed", NULL };
 	const char *what = "the world";
 	int r;
 
@@ -61,6 +62,8 @@ static void world_up(void)
 		what = w.node[i].name;
 		snprintf(tunnel, sizeof(tunnel), "--tunnel-listen=%s:%d", w.node[i].addr,
 			 TUNNEL_PORT);
+		snprintf(metrics, sizeof(metrics), "--metrics-listen=%s:%d", w.node[i].addr,
+			 METRICS_PORT);
 		r = fw_agent_start(&w, &w.node[i], extra);
 		if (!r)
 			r = fw_register(&w.node[i]);
@@ -172,6 +175,31 @@ static void logs_tail(void)
 		sb_sh("grep -h 'tunnel' %s | tail -n 5 >&2", fw_log_path(&w.node[i]));
 }
 
+/* GET /metrics of n's agent, from n's node namespace: the response, in out. */
+static void scrape(struct fw_node *n, char *out, size_t len)
+{
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: fedguard\r\nConnection: close\r\n\r\n";
+	int fd = sb_connect_in(NULL, n->ns, AF_INET, SOCK_STREAM, n->addr, METRICS_PORT);
+	size_t have = 0;
+	ssize_t r;
+
+	out[0] = 0;
+	cr_assert_geq(fd, 0, "metrics of %s: %s", n->name, strerror(-fd));
+	cr_assert_eq(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	for (long t0 = fw_now_ms(); have < len - 1 && fw_now_ms() - t0 < 5000;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, 1000) <= 0)
+			continue;
+		r = read(fd, out + have, len - 1 - have);
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+	}
+	out[have] = 0;
+	close(fd);
+}
+
 /* --- capture ------------------------------------------------------------------------------------ */
 
 struct capture {
@@ -213,6 +241,29 @@ static bool captured(const struct capture *c, const char *needle)
 
 /* --- tests -------------------------------------------------------------------------------------- */
 
+/*
+ * The flow a1 -> b1 as b1's datapath and a1's agent report it: b1's flow
+ * records name a1's workload as the peer of b1's (the socket was bound to
+ * the caller, not to the agent), and a1's metrics count the flow.
+ */
+static void check_seen_with_both_identities(void)
+{
+	static char out[65536];
+	long t0 = fw_now_ms();
+	bool seen = false;
+
+	while (!seen && fw_now_ms() - t0 < WAIT_MS) {
+		fw_ctl(b1, out, sizeof(out), "observe -j --last 200 --verdict allow");
+		seen = strstr(out, a1->wid) && strstr(out, b1->wid);
+		if (!seen)
+			usleep(50000);
+	}
+	cr_expect(seen, "b1's flow records do not name both workloads: %.2000s", out);
+	scrape(a1, out, sizeof(out));
+	cr_expect_not_null(strstr(out, "fedguard_tunnel_flows_total{direction=\"out\"} 1"),
+			   "a1's metrics: %.3000s", strstr(out, "fedguard_tunnel") ?: out);
+}
+
 Test(tunnel, an_encrypted_flow_leaves_no_trace_on_the_wire_and_a_direct_one_does)
 {
 	char secret[64], plain[64];
@@ -245,6 +296,7 @@ Test(tunnel, an_encrypted_flow_leaves_no_trace_on_the_wire_and_a_direct_one_does
 	close(direct);
 
 	cr_expect(!captured(&c, secret), "the tunnelled payload is readable on the wire");
+	check_seen_with_both_identities();
 	cr_expect(captured(&c, plain),
 		  "the direct flow's payload is not in the capture: the capture shows nothing");
 	cr_expect_geq(tunnel_field(a1, "flows_out") + tunnel_field(a1, "active"), 1);
