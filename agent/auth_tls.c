@@ -62,29 +62,6 @@ __attribute__((format(printf, 2, 3))) static int fail(struct exchange *x, const 
 
 /* --- TLS contexts ------------------------------------------------------------------------- */
 
-/* Chains are judged by svid_verify() after the handshake, never by OpenSSL's own rules. */
-static int accept_any_chain(X509_STORE_CTX *ctx, void *arg)
-{
-	return 1;
-}
-
-static int parse_sni(const unsigned char *p, size_t len, char *out)
-{
-	size_t list, name;
-
-	/* ServerNameList length (2), then one entry: type host_name (0), length (2), name */
-	if (len < 5)
-		return -EINVAL;
-	list = (size_t)p[0] << 8 | p[1];
-	name = (size_t)p[3] << 8 | p[4];
-	if (list + 2 != len || p[2] != 0 || name + 3 > list || name == 0 || name >= AUTH_SNI_MAX ||
-	    memchr(p + 5, 0, name))
-		return -EINVAL;
-	memcpy(out, p + 5, name);
-	out[name] = 0;
-	return 0;
-}
-
 /* Sessions resume only with the same SVID: the context names the identity and its serial. */
 static int set_session_context(SSL *ssl, const struct svids_cred *cred)
 {
@@ -109,7 +86,7 @@ static int choose_cert(SSL *ssl, int *alert, void *arg)
 	if (x->cred)	/* again after a HelloRetryRequest: chosen already */
 		return SSL_CLIENT_HELLO_SUCCESS;
 	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &len) ||
-	    parse_sni(ext, len, sni)) {
+	    tls_parse_sni(ext, len, sni, sizeof(sni))) {
 		fail(x, "the asker sent no valid server name");
 		return SSL_CLIENT_HELLO_ERROR;
 	}
@@ -134,18 +111,10 @@ static int choose_cert(SSL *ssl, int *alert, void *arg)
 
 static SSL_CTX *ctx_new(const SSL_METHOD *method)
 {
-	SSL_CTX *c = SSL_CTX_new(method);
+	SSL_CTX *c = tls_ctx_svid(method);
 
-	if (!c)
-		return NULL;
-	if (SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) != 1 ||
-	    SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) != 1) {
-		SSL_CTX_free(c);
-		return NULL;
-	}
-	SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	SSL_CTX_set_cert_verify_callback(c, accept_any_chain, NULL);
-	SSL_CTX_set_timeout(c, SESSION_LIFETIME_S);
+	if (c)
+		SSL_CTX_set_timeout(c, SESSION_LIFETIME_S);
 	return c;
 }
 

@@ -120,12 +120,6 @@ static const char *ms_str(unsigned int ms, char *buf, size_t len)
 
 /* --- TLS contexts ---------------------------------------------------------------------------- */
 
-/* Chains are judged by svid_verify() after the handshake, never by OpenSSL's own rules. */
-static int accept_any_chain(X509_STORE_CTX *ctx, void *arg)
-{
-	return 1;
-}
-
 static bool is_link_alpn(const unsigned char *p, unsigned int len)
 {
 	return len == strlen(LINK_ALPN) && memcmp(p, LINK_ALPN, len) == 0;
@@ -150,17 +144,10 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 
 static SSL_CTX *ctx_new(const SSL_METHOD *method)
 {
-	SSL_CTX *c = SSL_CTX_new(method);
+	SSL_CTX *c = tls_ctx_svid(method);
 
 	if (!c)
 		return NULL;
-	if (SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) != 1 ||
-	    SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) != 1) {
-		SSL_CTX_free(c);
-		return NULL;
-	}
-	SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	SSL_CTX_set_cert_verify_callback(c, accept_any_chain, NULL);
 	/* partial writes: the loop goes on reading while a large frame goes out */
 	SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				    SSL_MODE_RELEASE_BUFFERS);

@@ -4,10 +4,50 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 
 #include <openssl/err.h>
 
 #include "io.h"
+
+/* Chains are judged by svid_verify() after the handshake. */
+static int accept_any_chain(X509_STORE_CTX *ctx, void *arg)
+{
+	return 1;
+}
+
+SSL_CTX *tls_ctx_svid(const SSL_METHOD *method)
+{
+	SSL_CTX *c = SSL_CTX_new(method);
+
+	if (!c)
+		return NULL;
+	if (SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) != 1) {
+		SSL_CTX_free(c);
+		return NULL;
+	}
+	SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_cert_verify_callback(c, accept_any_chain, NULL);
+	return c;
+}
+
+int tls_parse_sni(const unsigned char *p, size_t len, char *out, size_t max)
+{
+	size_t list, name;
+
+	/* ServerNameList length (2), then one entry: type host_name (0), length (2), name */
+	if (len < 5)
+		return -EINVAL;
+	list = (size_t)p[0] << 8 | p[1];
+	name = (size_t)p[3] << 8 | p[4];
+	if (list + 2 != len || p[2] != 0 || name + 3 > list || name == 0 || name >= max ||
+	    memchr(p + 5, 0, name))
+		return -EINVAL;
+	memcpy(out, p + 5, name);
+	out[name] = 0;
+	return 0;
+}
 
 int tls_do(SSL *ssl, enum tls_op op, void *buf, int len, int64_t deadline)
 {

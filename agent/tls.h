@@ -37,6 +37,20 @@ const char *tls_error(void);
 const char *tls_strerror(int err);
 
 /*
+ * A TLS 1.3-only context that requires the other side's certificate and
+ * accepts any chain in the handshake: the caller judges the chain after it
+ * with svid_verify(), never by OpenSSL's own rules. NULL on failure.
+ */
+SSL_CTX *tls_ctx_svid(const SSL_METHOD *method);
+
+/*
+ * The host name of a ClientHello's server_name extension (p, len as
+ * SSL_client_hello_get0_ext() gives them): exactly one host_name entry,
+ * no NUL, shorter than max. 0, or -EINVAL.
+ */
+int tls_parse_sni(const unsigned char *p, size_t len, char *out, size_t max);
+
+/*
  * The other side's certificates, leaf first, then what it sent after it,
  * each referenced (the caller's to sk_X509_pop_free()); NULL when it sent
  * none or memory is out. What svid_verify() takes.

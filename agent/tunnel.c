@@ -179,14 +179,27 @@ static const char *addr_str(const struct sockaddr_storage *ss, char *buf, size_t
 	return buf;
 }
 
+/* Connects non-blocking fd to ss until the flow's deadline: 0 or -errno. */
+static int connect_wait(struct flow *f, int fd, const struct sockaddr_storage *ss, socklen_t len)
+{
+	socklen_t elen = sizeof(int);
+	int err = 0;
+
+	if (connect(fd, (const struct sockaddr *)ss, len) && errno != EINPROGRESS)
+		return -errno;
+	err = io_wait(fd, POLLOUT, f->deadline);
+	if (!err && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err)
+		err = -err;
+	return err;
+}
+
 /* A non-blocking TCP connection to ss, from src when given: the fd or -errno, why in f. */
 static int dial(struct flow *f, const struct sockaddr_storage *ss, socklen_t len,
 		const struct sockaddr_storage *src, socklen_t src_len)
 {
 	_cleanup_close_ int fd = -1;
-	socklen_t elen = sizeof(int);
 	char addr[INET6_ADDRSTRLEN];
-	int err = 0;
+	int err;
 
 	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -194,12 +207,7 @@ static int dial(struct flow *f, const struct sockaddr_storage *ss, socklen_t len
 	if (src && bind(fd, (const struct sockaddr *)src, src_len))
 		return fail(f, "bind to %s: %s", addr_str(src, addr, sizeof(addr)),
 			    strerror(errno));
-	if (connect(fd, (const struct sockaddr *)ss, len) && errno != EINPROGRESS)
-		err = -errno;
-	if (!err)
-		err = io_wait(fd, POLLOUT, f->deadline);
-	if (!err && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err)
-		err = -err;
+	err = connect_wait(f, fd, ss, len);
 	if (err)
 		return fail(f, "connect to %s port %u: %s", addr_str(ss, addr, sizeof(addr)),
 			    ntohs(((const struct sockaddr_in *)ss)->sin_port), strerror(-err));
@@ -332,28 +340,6 @@ static void flow_account(struct flow *f, int r, const struct relay_stats *st)
 
 /* --- TLS ----------------------------------------------------------------------------------- */
 
-/* Chains are judged by svid_verify() after the handshake, never by OpenSSL's own rules. */
-static int accept_any_chain(X509_STORE_CTX *ctx, void *arg)
-{
-	return 1;
-}
-
-static int parse_sni(const unsigned char *p, size_t len, char *out)
-{
-	size_t list, name;
-
-	if (len < 5)
-		return -EINVAL;
-	list = (size_t)p[0] << 8 | p[1];
-	name = (size_t)p[3] << 8 | p[4];
-	if (list + 2 != len || p[2] != 0 || name + 3 > list || name == 0 || name >= AUTH_SNI_MAX ||
-	    memchr(p + 5, 0, name))
-		return -EINVAL;
-	memcpy(out, p + 5, name);
-	out[name] = 0;
-	return 0;
-}
-
 /* The listener presents the SVID of the local workload the server name asks for. */
 static int choose_cert(SSL *ssl, int *alert, void *arg)
 {
@@ -366,7 +352,7 @@ static int choose_cert(SSL *ssl, int *alert, void *arg)
 	if (f->cred)	/* again after a HelloRetryRequest */
 		return SSL_CLIENT_HELLO_SUCCESS;
 	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &len) ||
-	    parse_sni(ext, len, sni)) {
+	    tls_parse_sni(ext, len, sni, sizeof(sni))) {
 		fail(f, "the caller sent no valid server name");
 		return SSL_CLIENT_HELLO_ERROR;
 	}
@@ -390,17 +376,10 @@ static int choose_cert(SSL *ssl, int *alert, void *arg)
 
 static SSL_CTX *ctx_new(const SSL_METHOD *method)
 {
-	SSL_CTX *c = SSL_CTX_new(method);
+	SSL_CTX *c = tls_ctx_svid(method);
 
 	if (!c)
 		return NULL;
-	if (SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) != 1 ||
-	    SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) != 1) {
-		SSL_CTX_free(c);
-		return NULL;
-	}
-	SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	SSL_CTX_set_cert_verify_callback(c, accept_any_chain, NULL);
 	/* one flow, one connection: nothing to resume */
 	SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
@@ -607,8 +586,7 @@ static int in_connect(struct flow *f)
 	socklen_t slen = sizeof(src);
 	_cleanup_close_ int probe = -1, fd = -1;
 	char addr[INET6_ADDRSTRLEN];
-	socklen_t elen = sizeof(int);
-	int err = 0;
+	int err;
 
 	probe = socket(to.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (probe < 0 || connect(probe, (struct sockaddr *)&to, len) ||
@@ -626,12 +604,7 @@ static int in_connect(struct flow *f)
 		f->peer_key.family = 0;
 		return fail(f, "map 'fg_tun_peer': %s", strerror(errno));
 	}
-	if (connect(fd, (struct sockaddr *)&to, len) && errno != EINPROGRESS)
-		err = -errno;
-	if (!err)
-		err = io_wait(fd, POLLOUT, f->deadline);
-	if (!err && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err)
-		err = -err;
+	err = connect_wait(f, fd, &to, len);
 	if (err)
 		return fail(f, "'%s' at %s port %u: %s", f->self->spiffe_id,
 			    addr_str(&to, addr, sizeof(addr)), ntohs(f->orig.dport), strerror(-err));

@@ -305,16 +305,24 @@ Test(tunnel, an_encrypted_flow_leaves_no_trace_on_the_wire_and_a_direct_one_does
 		     0, "the flow crossed on the tunnel port");
 }
 
-Test(tunnel, quarantine_cuts_a_tunnelled_flow_on_both_ends)
+/* The policy in force, and a1's workload calling b1's through a tunnel: the fd. */
+static int tunnelled_call(void)
 {
-	char out[4096];
-	long t0;
 	int fd;
 
 	ready();
 	fd = sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, b1->waddr, SB_ECHO_PORT);
 	cr_assert_geq(fd, 0, "a1 -> b1 (encrypted): %s", strerror(-fd));
 	cr_assert_eq(sb_echo(fd, "before", ECHO_MS), 0);
+	return fd;
+}
+
+Test(tunnel, quarantine_cuts_a_tunnelled_flow_on_both_ends)
+{
+	char out[4096];
+	long t0;
+	int fd = tunnelled_call();
+
 	cr_expect_eq(tunnel_field(a1, "active"), 1, "one flow leaves a1");
 	cr_expect_eq(tunnel_field(b1, "active"), 1, "one flow arrives at b1");
 
@@ -532,12 +540,7 @@ Test(tunnel, deleting_a_trust_domains_bundle_cuts_its_tunnels)
 {
 	char out[4096];
 	long t0;
-	int fd;
-
-	ready();
-	fd = sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, b1->waddr, SB_ECHO_PORT);
-	cr_assert_geq(fd, 0, "a1 -> b1 (encrypted): %s", strerror(-fd));
-	cr_assert_eq(sb_echo(fd, "before", ECHO_MS), 0);
+	int fd = tunnelled_call();
 
 	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "bundle del b.test"), 0, "%s", out);
 	cr_expect_neq(sb_echo(fd, "after", ECHO_MS), 0, "a1 still trusts b.test's workload");
