@@ -154,6 +154,26 @@ static int median(int *v, int n)
 	return v[n / 2];
 }
 
+/* Whether n's agent has a flow record of kind event (observe, its last 1,000 records). */
+static bool recorded(struct tn_node *n, const char *event)
+{
+	char needle[64];
+	struct json_object *res = NULL;
+	bool found = false;
+
+	snprintf(needle, sizeof(needle), "\"event\":\"%s\"", event);
+	for (long end = tn_now_ms() + WAIT_MS; !found && tn_now_ms() < end;) {
+		if (tn_request(n, "observe", "{\"last\": 1000}", &res) == 0)
+			found = strstr(json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN),
+				       needle) != NULL;
+		json_object_put(res);
+		res = NULL;
+		if (!found)
+			usleep(20000);
+	}
+	return found;
+}
+
 /* --- tests ---------------------------------------------------------------------------------------- */
 
 Test(auth, traffic_flows_only_after_the_handshake)
@@ -190,6 +210,10 @@ Test(auth, traffic_flows_only_after_the_handshake)
 	text = json_object_to_json_string_ext(res, JSON_C_TO_STRING_NOSLASHESCAPE);
 	cr_expect(strstr(text, CLIENT) && strstr(text, tn_a.addr), "auth list on B: %s", text);
 	json_object_put(res);
+	/* the outcomes reach the flow records, as observe shows them */
+	cr_expect(recorded(&tn_a, "auth_failed"), "no auth_failed record of the stopped peer");
+	cr_expect(recorded(&tn_a, "auth_ok"), "no auth_ok record of the handshake on A");
+	cr_expect(recorded(&tn_b, "auth_ok"), "no auth_ok record of the handshake on B");
 
 }
 

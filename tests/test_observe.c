@@ -9,6 +9,9 @@
  * counters; a burst of denies raises an alert; and a flood of denies is
  * limited in the datapath, counted, and leaves a bounded flow log.
  *
+ * deny_no_tunnel comes from a connect to an endpoint of another node that
+ * policy wants encrypted, on an agent without --tunnel-listen.
+ *
  * Reasons no workload can cause here: deny_no_policy (the agent always
  * installs a policy map before it attaches) and the TC-only ones
  * (allow_unmanaged, allow_reply: the sandbox has no --iface).
@@ -47,7 +50,9 @@
 
 #define A	   "spiffe://mesh.test/ns/shop/a"
 #define B	   "spiffe://mesh.test/ns/shop/b"
+#define C	   "spiffe://mesh.test/ns/remote/c" /* an endpoint on another node */
 #define UNKNOWN_V4 "10.231.0.77" /* in the subnet, registered to nobody */
+#define REMOTE_V4  "10.231.0.78" /* C's address */
 #define SPOOF_V4   "10.231.0.9"	 /* an address of A's interface, not A's */
 
 enum {
@@ -57,6 +62,7 @@ enum {
 	PORT_DENIED = 8081,    /* no rule: deny_policy */
 	PORT_DENY_RULE = 8082, /* a deny rule */
 	PORT_MTLS = 8083,      /* allowed with auth: required */
+	PORT_TUNNEL = 8084,    /* allowed encrypted; this agent has no tunnel: deny_no_tunnel */
 	SCRAPE_MAX = 1024 * 1024,
 };
 
@@ -357,8 +363,14 @@ static void write_policy(void)
 		"    from: {spiffe_id: %s}\n"
 		"    to: {spiffe_id: %s}\n"
 		"    ports: [%d]\n"
-		"    auth: required\n",
-		A, B, SB_ECHO_PORT, B, A, SB_ECHO_PORT, A, B, PORT_DENY_RULE, A, B, PORT_MTLS);
+		"    auth: required\n"
+		"  - name: a-calls-c-encrypted\n"
+		"    action: allow\n"
+		"    from: {spiffe_id: %s}\n"
+		"    to: {spiffe_id: %s}\n"
+		"    ports: [%d]\n",
+		A, B, SB_ECHO_PORT, B, A, SB_ECHO_PORT, A, B, PORT_DENY_RULE, A, B, PORT_MTLS, A, C,
+		PORT_TUNNEL);
 	fclose(f);
 	cr_assert_eq(ctl("policy apply %s", path), 0, "policy apply: %s", output);
 	unlink(path);
@@ -515,6 +527,7 @@ Test(observe, every_reason_a_workload_can_cause_reaches_the_flow_log_and_observe
 		{"deny_spoof", "drop", "skb_egress", A, B, SB_ECHO_PORT},
 		{"deny_malformed", "drop", "skb_egress", NULL, NULL, 0},
 		{"deny_map_full", "drop", "connect", A, B, SB_ECHO_PORT},
+		{"deny_no_tunnel", "drop", "connect", A, C, PORT_TUNNEL, "a-calls-c-encrypted"},
 	};
 	struct attempt spoof = {.type = SOCK_STREAM,
 				.src = SPOOF_V4,
@@ -525,6 +538,10 @@ Test(observe, every_reason_a_workload_can_cause_reaches_the_flow_log_and_observe
 	cr_expect_eq(attempt_from(SB_CLIENT, SOCK_STREAM, SB_SERVER_V4, PORT_DENIED), EPERM);
 	cr_expect_eq(attempt_from(SB_CLIENT, SOCK_STREAM, SB_SERVER_V4, PORT_DENY_RULE), EPERM);
 	cr_expect_eq(attempt_from(SB_CLIENT, SOCK_STREAM, UNKNOWN_V4, SB_ECHO_PORT), EPERM);
+	/* to another node, policy wants it encrypted: without --tunnel-listen, refused at once */
+	cr_assert_eq(ctl("endpoint add --spiffe-id %s --ip %s --node 10.231.0.1", C, REMOTE_V4), 0,
+		     "endpoint add c: %s", output);
+	cr_expect_eq(attempt_from(SB_CLIENT, SOCK_STREAM, REMOTE_V4, PORT_TUNNEL), EPERM);
 	cr_expect_eq(no_identity(), EPERM);
 	cr_expect_eq(attempt_from(SB_CLIENT, SOCK_DGRAM, SB_SERVER_V4, PORT_MTLS), EPERM);
 	auth_expired(identity_of(A), identity_of(B));
