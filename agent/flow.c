@@ -166,6 +166,7 @@ const char *flow_kind_name(__u8 kind)
 		[FLOW_DROP] = "drop",	    [FLOW_QUARANTINE_HIT] = "quarantine_hit",
 		[FLOW_ALLOW] = "allow",	    [FLOW_AUTH_NEEDED] = "auth_needed",
 		[FLOW_AUTH_OK] = "auth_ok", [FLOW_AUTH_FAILED] = "auth_failed",
+		[FLOW_TUNNEL] = "tunnel",
 	};
 
 	return kind < FLOW_KIND_MAX && names[kind] ? names[kind] : "unknown";

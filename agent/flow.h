@@ -28,6 +28,7 @@ enum flow_kind {
 	FLOW_AUTH_NEEDED,    /* policy wants mTLS for a pair without it */
 	FLOW_AUTH_OK,	     /* the agent authenticated a pair */
 	FLOW_AUTH_FAILED,    /* the agent could not */
+	FLOW_TUNNEL,	     /* the agent carries a flow in a tunnel, or refused to */
 	FLOW_KIND_MAX,
 };
 

@@ -652,10 +652,10 @@ static void reload(struct args *a, struct agent *ag)
 /* Serves the control socket and events until SIGTERM or SIGINT; returns the signal. */
 static int serve(struct args *a, struct agent *ag, struct control_server *srv, int sig_fd)
 {
-	struct pollfd p[10] = { { .fd = sig_fd, .events = POLLIN },
+	struct pollfd p[11] = { { .fd = sig_fd, .events = POLLIN },
 			       { .fd = srv->fd, .events = POLLIN },
 			       { .fd = events_fd(ag->events), .events = POLLIN } };
-	size_t n = 3 + peerauth_pollfds(ag, p + 3, 2);
+	size_t n = 3 + peerauth_pollfds(ag, p + 3, 3);
 	size_t obs = n++;	/* observe_fd(), after peerauth's */
 	size_t fed = n;		/* the mesh's, after that */
 	struct signalfd_siginfo si;

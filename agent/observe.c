@@ -10,6 +10,7 @@
 #include "observe.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,7 +263,9 @@ void observe_record(struct observe *o, struct flow_record *r)
 	__u64 last_alert = alerts_last_seq(o->alerts);
 
 	r->seq = ++o->seq;
-	r->flow_id = r->family ? flow_id(r) : 0;
+	/* a flow ID both agents know (the tunnel's) stands; else the 5-tuple's */
+	if (!r->flow_id)
+		r->flow_id = r->family ? flow_id(r) : 0;
 	o->records[r->kind < FLOW_KIND_MAX ? r->kind : 0]++;
 	ring_push(o, r);
 	publish(o, flow_to_json(r, o->instance), false, r);
@@ -310,6 +313,37 @@ void observe_auth_result(struct observe *o, const struct observe_auth *a)
 	memcpy(r.peer_node, a->peer_node, 16);
 	if (!a->ok && a->why)
 		r.why = flow_name_new(a->why);
+	observe_names_resolve(o, &r);
+	observe_record(o, &r);
+	flow_record_release(&r);
+}
+
+void observe_tunnel_result(struct observe *o, const struct observe_tunnel *t)
+{
+	struct flow_record r = {
+		.kind = FLOW_TUNNEL,
+		.verdict = t->ok ? FLOW_V_ALLOW : FLOW_V_DENY,
+		.reason = FLOW_NO_REASON,
+		.flow_id = t->flow_id,
+		.dir = t->dir,
+		.local_id = t->local_id,
+		.peer_id = t->peer_id,
+		.proto = IPPROTO_TCP,
+		.family = t->family,
+		.sport = t->sport,
+		.dport = t->dport,
+	};
+	struct timespec now;
+
+	if (!o)
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	r.time_ms = now.tv_sec * 1000LL + now.tv_nsec / 1000000;
+	memcpy(r.saddr, t->saddr, 16);
+	memcpy(r.daddr, t->daddr, 16);
+	memcpy(r.peer_node, t->peer_node, 16);
+	if (!t->ok && t->why)
+		r.why = flow_name_new(t->why);
 	observe_names_resolve(o, &r);
 	observe_record(o, &r);
 	flow_record_release(&r);

@@ -101,6 +101,30 @@ struct observe_auth {
 
 void observe_auth_result(struct observe *o, const struct observe_auth *a);
 
+/*
+ * A flow of the encrypted transport as the agent's tunnel reports it: a
+ * record of kind tunnel, allow when it relays, deny with why when it was
+ * refused. flow_id is the ID both agents of the flow record (the source's
+ * agent makes it and sends it along); the addresses and ports are the leg
+ * on this node (workload -> original destination at the source, agent ->
+ * workload at the destination). Does nothing when o is NULL.
+ */
+struct observe_tunnel {
+	__u64 flow_id;
+	__u32 local_id;	    /* this node's workload */
+	__u32 peer_id;	    /* the other node's */
+	__u8 dir;	    /* FG_DIR_EGRESS when the local workload calls */
+	bool ok;
+	__u8 family;	    /* enum fg_family of the leg */
+	__u8 saddr[16];	    /* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__u16 sport, dport; /* host order */
+	__u8 peer_node[16]; /* IPv4-mapped for v4 */
+	const char *why;    /* the cause, when not ok */
+};
+
+void observe_tunnel_result(struct observe *o, const struct observe_tunnel *t);
+
 struct auth_outcome;
 
 /*

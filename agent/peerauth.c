@@ -466,11 +466,40 @@ static void on_outcomes(struct agent *a)
 
 size_t peerauth_pollfds(struct agent *a, struct pollfd *p, size_t max)
 {
-	if (!a->auth || max < 2)
+	if (!a->auth || max < 3)
 		return 0;
 	p[0] = (struct pollfd){ .fd = auth_engine_fd(a->auth->engine), .events = POLLIN };
 	p[1] = (struct pollfd){ .fd = a->auth->timer_fd, .events = POLLIN };
-	return 2;
+	if (!a->auth->tunnel)
+		return 2;
+	p[2] = (struct pollfd){ .fd = tunnel_event_fd(a->auth->tunnel), .events = POLLIN };
+	return 3;
+}
+
+/* The tunnel's flows, started or refused, become flow records. */
+static void on_tunnel_events(struct agent *a)
+{
+	struct tunnel_event ev[64];
+	size_t n = tunnel_events_take(a->auth->tunnel, ev, sizeof(ev) / sizeof(ev[0]));
+
+	for (size_t i = 0; i < n; i++) {
+		struct observe_tunnel t = {
+			.flow_id = ev[i].flow_id,
+			.local_id = ev[i].local,
+			.peer_id = ev[i].peer,
+			.dir = ev[i].out ? FG_DIR_EGRESS : FG_DIR_INGRESS,
+			.ok = ev[i].ok,
+			.family = ev[i].family,
+			.sport = ev[i].sport,
+			.dport = ev[i].dport,
+			.why = ev[i].why,
+		};
+
+		memcpy(t.saddr, ev[i].saddr, 16);
+		memcpy(t.daddr, ev[i].daddr, 16);
+		memcpy(t.peer_node, ev[i].peer_node, 16);
+		observe_tunnel_result(a->observe, &t);
+	}
 }
 
 void peerauth_dispatch(struct agent *a, const struct pollfd *p, size_t n)
@@ -481,6 +510,8 @@ void peerauth_dispatch(struct agent *a, const struct pollfd *p, size_t n)
 		on_outcomes(a);
 	if (p[1].revents & POLLIN)
 		on_timer(a);
+	if (n > 2 && (p[2].revents & POLLIN))
+		on_tunnel_events(a);
 }
 
 /* --- events ------------------------------------------------------------------------------- */

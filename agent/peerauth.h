@@ -96,7 +96,7 @@ int peerauth_bundle_sequence(const struct agent *a, const char *td, uint64_t *se
  */
 void peerauth_state_changed(struct agent *a);
 
-/* The descriptors to poll (outcomes, timer): how many were written to p. */
+/* The descriptors to poll (outcomes, timer, the tunnel's events): how many were written to p. */
 size_t peerauth_pollfds(struct agent *a, struct pollfd *p, size_t max);
 
 /* Handles the descriptors of peerauth_pollfds() that are ready. */

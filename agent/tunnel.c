@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,6 +69,7 @@ struct flow {
 	bool relaying;
 	struct fg_tun_key peer_key;	/* FLOW_IN: our fg_tun_peer entry, family 0: none */
 	struct fg_tun_orig orig;	/* the original destination */
+	__u64 flow_id;			/* made at the source, sent in the request */
 	int64_t deadline;
 	char from[INET6_ADDRSTRLEN];	/* the other end of the accepted connection */
 	char why[TUNNEL_WHY_MAX];
@@ -78,6 +80,7 @@ struct tunnel {
 	__u16 port;			/* the tunnel port: ours and every peer's */
 	int src_fd, orig_fd, sockets_fd, peer_fd, slot_fd, quarantine_fd, ipcache_fd;
 	int listen_fd, redirect_fd, stop_fd;
+	int event_fd;			/* eventfd: events to take */
 	SSL_CTX *client_ctx, *server_ctx;
 	pthread_t acceptor;
 	bool accepting;
@@ -85,6 +88,8 @@ struct tunnel {
 	struct flow *flows;
 	unsigned int active;
 	struct tunnel_stats stats;
+	struct tunnel_event *events;	/* a ring of TUNNEL_EVENTS_MAX */
+	size_t ev_head, ev_n;
 };
 
 __attribute__((format(printf, 2, 3))) static int fail(struct flow *f, const char *fmt, ...)
@@ -320,6 +325,81 @@ static void flow_relaying(struct flow *f)
 	pthread_mutex_unlock(&f->t->lock);
 }
 
+/* The flow's leg on this node, from its sockets; family 0 when they are gone. */
+static void event_leg(const struct flow *f, struct tunnel_event *ev)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct fg_tun_key k;
+
+	if (f->role == FLOW_OUT) {	/* the workload -> where it asked to go */
+		if (f->plain_fd < 0 || getpeername(f->plain_fd, (struct sockaddr *)&ss, &len))
+			return;
+		key_of(&ss, &k);
+	} else {			/* this agent -> the workload */
+		if (!f->peer_key.family)
+			return;
+		k = f->peer_key;
+	}
+	if (!f->orig.family || k.family != f->orig.family)
+		return;
+	ev->family = (__u8)k.family;
+	memcpy(ev->saddr, k.addr, 16);
+	memcpy(ev->daddr, f->orig.daddr, 16);
+	ev->sport = ntohs(k.port);
+	ev->dport = ntohs(f->orig.dport);
+}
+
+/* Queues the flow's start or refusal for the agent's records; the oldest goes when full. */
+static void flow_report(struct flow *f, bool ok)
+{
+	struct tunnel *t = f->t;
+	struct tunnel_event ev = {
+		.flow_id = f->flow_id,
+		.local = f->self ? f->self->num : f->local,
+		.peer = f->other ? f->other->num : f->peer,
+		.out = f->role == FLOW_OUT,
+		.ok = ok,
+	};
+
+	event_leg(f, &ev);
+	if (f->other && f->other->has_node)
+		memcpy(ev.peer_node, f->other->node, 16);
+	if (!ok)
+		snprintf(ev.why, sizeof(ev.why), "%s", f->why);
+	pthread_mutex_lock(&t->lock);
+	if (t->ev_n == TUNNEL_EVENTS_MAX) {
+		t->ev_head = (t->ev_head + 1) % TUNNEL_EVENTS_MAX;
+		t->ev_n--;
+		t->stats.events_lost++;
+	}
+	t->events[(t->ev_head + t->ev_n++) % TUNNEL_EVENTS_MAX] = ev;
+	pthread_mutex_unlock(&t->lock);
+	eventfd_write(t->event_fd, 1);
+}
+
+int tunnel_event_fd(const struct tunnel *t)
+{
+	return t->event_fd;
+}
+
+size_t tunnel_events_take(struct tunnel *t, struct tunnel_event *out, size_t max)
+{
+	eventfd_t drained;
+	size_t n = 0;
+
+	eventfd_read(t->event_fd, &drained);
+	pthread_mutex_lock(&t->lock);
+	for (; n < max && t->ev_n; n++, t->ev_n--) {
+		out[n] = t->events[t->ev_head];
+		t->ev_head = (t->ev_head + 1) % TUNNEL_EVENTS_MAX;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (t->ev_n)	/* more than max: poll again */
+		eventfd_write(t->event_fd, 1);
+	return n;
+}
+
 static void flow_account(struct flow *f, int r, const struct relay_stats *st)
 {
 	struct tunnel_stats *s = &f->t->stats;
@@ -456,6 +536,9 @@ static int out_identify(struct flow *f)
 	f->cred = svids_get(f->t->cfg.auth->svids, f->self->spiffe_id);
 	if (!f->cred)
 		return fail(f, "no SVID for '%s'", f->self->spiffe_id);
+	/* the ID both agents' records of the flow carry */
+	if (getrandom(&f->flow_id, sizeof(f->flow_id), 0) != sizeof(f->flow_id))
+		return fail(f, "getrandom: %s", strerror(errno));
 	return 0;
 }
 
@@ -467,6 +550,7 @@ static int out_request(struct flow *f)
 
 	memcpy(req + 4, &f->orig.dport, 2);
 	memcpy(req + 6, f->orig.daddr, 16);
+	memcpy(req + 22, &f->flow_id, 8);
 	r = tls_io_all(f->ssl, TLS_WRITE, req, sizeof(req), f->deadline);
 	if (!r)
 		r = tls_io_all(f->ssl, TLS_READ, status, sizeof(status), f->deadline);
@@ -560,6 +644,7 @@ static int in_request(struct flow *f)
 	f->orig.family = req[3];
 	memcpy(&f->orig.dport, req + 4, 2);
 	memcpy(f->orig.daddr, req + 6, 16);
+	memcpy(&f->flow_id, req + 22, 8);
 	k.family = req[3];
 	k.prefixlen += req[3] == FG_AF_INET ? 32 : 128;
 	memcpy(k.addr, f->orig.daddr, req[3] == FG_AF_INET ? 4 : 16);
@@ -675,16 +760,18 @@ static void *flow_main(void *arg)
 		r = out_connect(f);
 	if (!r) {
 		flow_relaying(f);
+		flow_report(f, true);
 		r = relay_run(f->plain_fd, f->ssl, f->cancel_fd, TUNNEL_BUF, &st);
 		if (r)
 			fail(f, "relay: %s", strerror(-r));
 	}
-	if (r) {
+	if (r && !f->relaying) {
 		flow_log_refusal(f);
-		/* the workload sees a reset, never a connection that hangs */
-		if (f->plain_fd >= 0)
-			relay_abort(f->plain_fd);
-	} else {
+		flow_report(f, false);
+	}
+	if (r && f->plain_fd >= 0)	/* the workload sees a reset, never a hang */
+		relay_abort(f->plain_fd);
+	if (!r) {
 		log_debug("tunnel: flow ended (%d): %llu bytes out, %llu in", st.end,
 			  (unsigned long long)st.plain_to_tls, (unsigned long long)st.tls_to_plain);
 	}
@@ -825,8 +912,12 @@ static int tunnel_open(struct tunnel *t)
 		return log_error_errno(-ENOMEM, "tunnel: no TLS 1.3 context: %s", tls_error());
 	SSL_CTX_set_client_hello_cb(t->server_ctx, choose_cert, NULL);
 	t->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (t->stop_fd < 0)
+	t->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	t->events = calloc(TUNNEL_EVENTS_MAX, sizeof(*t->events));
+	if (t->stop_fd < 0 || t->event_fd < 0)
 		return log_error_errno(-errno, "tunnel: eventfd");
+	if (!t->events)
+		return log_error_errno(-ENOMEM, "tunnel: events");
 	t->listen_fd = listen_on(&t->cfg.listen, t->cfg.listen_len, "tunnel listener");
 	if (t->listen_fd < 0)
 		return t->listen_fd;
@@ -848,6 +939,7 @@ int tunnel_start(const struct tunnel_config *cfg, struct tunnel **out)
 	t->port = ntohs(((const struct sockaddr_in *)&cfg->listen)->sin_port);
 	t->src_fd = t->orig_fd = t->sockets_fd = t->peer_fd = t->slot_fd = -1;
 	t->quarantine_fd = t->ipcache_fd = t->listen_fd = t->redirect_fd = t->stop_fd = -1;
+	t->event_fd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	r = tunnel_open(t);
 	if (!r) {
@@ -933,13 +1025,15 @@ void tunnel_stop(struct tunnel *t)
 	pthread_mutex_unlock(&t->lock);
 	flows_reap(t, true);
 	int fds[] = { t->src_fd, t->orig_fd, t->sockets_fd, t->peer_fd, t->slot_fd,
-		      t->quarantine_fd, t->ipcache_fd, t->listen_fd, t->redirect_fd, t->stop_fd };
+		      t->quarantine_fd, t->ipcache_fd, t->listen_fd, t->redirect_fd, t->stop_fd,
+		      t->event_fd };
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	SSL_CTX_free(t->client_ctx);
 	SSL_CTX_free(t->server_ctx);
+	free(t->events);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }

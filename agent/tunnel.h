@@ -48,12 +48,14 @@ enum {
 	TUNNEL_HANDSHAKE_MS = 3000,	 /* dial, TLS and the request, each flow */
 	TUNNEL_BUF = 64 * 1024,		 /* relay buffer per direction */
 	TUNNEL_WHY_MAX = 256,
+	TUNNEL_EVENTS_MAX = 1024,	 /* uncollected events kept; older ones dropped */
 };
 
 /* Request and answer on the wire (after the TLS handshake), big-endian. */
 enum {
 	TUNNEL_PROTO_VERSION = 1,
-	TUNNEL_REQUEST_LEN = 22,  /* "FT", version, family, port (2), address (16) */
+	/* "FT", version, family, port (2), address (16), flow ID (8) */
+	TUNNEL_REQUEST_LEN = 30,
 	TUNNEL_STATUS_OK = 0,
 	TUNNEL_STATUS_REFUSED = 1, /* then one length byte and the reason */
 };
@@ -72,9 +74,29 @@ struct tunnel_stats {
 	__u64 flows_out, flows_in;	/* relayed since start (ended or not), by role */
 	__u64 refused_out, refused_in;	/* failed or refused before relaying */
 	__u64 cut;			/* ended by tunnel_cut() */
+	__u64 events_lost;		/* events dropped, uncollected */
 	__u64 bytes_out, bytes_in;	/* plaintext carried by ended flows, out and in */
 	unsigned int active;		/* flows now */
 	bool ktls_available;		/* the kernel offers the "tls" ULP */
+};
+
+/*
+ * A flow's start (ok) or refusal, for the agent's flow records. flow_id is
+ * the same at both agents of a flow: the source's agent makes it and
+ * sends it in its request. The leg is the flow's TCP connection on this
+ * node: the workload's to its original destination at the source, the
+ * agent's to the workload at the destination.
+ */
+struct tunnel_event {
+	__u64 flow_id;
+	__u32 local, peer;	/* identities; 0 when not known */
+	bool out;		/* the local workload calls */
+	bool ok;
+	__u8 family;		/* enum fg_family of the leg, 0 when not known */
+	__u8 saddr[16], daddr[16];
+	__u16 sport, dport;	/* host order */
+	__u8 peer_node[16];
+	char why[TUNNEL_WHY_MAX];
 };
 
 struct tunnel;
@@ -93,6 +115,12 @@ void tunnel_stop(struct tunnel *t);
 unsigned int tunnel_cut(struct tunnel *t);
 
 void tunnel_stats(struct tunnel *t, struct tunnel_stats *out);
+
+/* Readable when events wait: poll it, then take them. */
+int tunnel_event_fd(const struct tunnel *t);
+
+/* Takes up to max waiting events, oldest first: how many. */
+size_t tunnel_events_take(struct tunnel *t, struct tunnel_event *out, size_t max);
 
 /* The tunnel's part of `fedguardctl status`. */
 struct json_object *tunnel_status_json(struct tunnel *t);

@@ -241,24 +241,61 @@ static bool captured(const struct capture *c, const char *needle)
 
 /* --- tests -------------------------------------------------------------------------------------- */
 
+/* The flow_id of n's latest tunnel record between local and peer, allowed; "" when none. */
+static void tunnel_record(struct fw_node *n, const char *local, const char *peer, char *id,
+			  size_t len)
+{
+	struct json_object *res = NULL, *flows;
+
+	id[0] = 0;
+	if (fw_request(n, "observe", "{\"last\": 1000}", &res) ||
+	    !json_object_object_get_ex(res, "flows", &flows)) {
+		json_object_put(res);
+		return;
+	}
+	for (size_t i = 0; i < json_object_array_length(flows); i++) {
+		struct json_object *o = json_object_array_get_idx(flows, i), *l, *p, *f;
+
+		if (strcmp(json_object_get_string(json_object_object_get(o, "event")), "tunnel") ||
+		    strcmp(json_object_get_string(json_object_object_get(o, "verdict")), "allow") ||
+		    !json_object_object_get_ex(o, "local", &l) ||
+		    !json_object_object_get_ex(o, "peer", &p) ||
+		    !json_object_object_get_ex(o, "flow_id", &f))
+			continue;
+		if (!strcmp(json_object_get_string(json_object_object_get(l, "spiffe_id")), local) &&
+		    !strcmp(json_object_get_string(json_object_object_get(p, "spiffe_id")), peer))
+			snprintf(id, len, "%s", json_object_get_string(f));
+	}
+	json_object_put(res);
+}
+
 /*
- * The flow a1 -> b1 as b1's datapath and a1's agent report it: b1's flow
- * records name a1's workload as the peer of b1's (the socket was bound to
- * the caller, not to the agent), and a1's metrics count the flow.
+ * The flow a1 -> b1 as the agents and the datapath report it: both agents
+ * record the tunnel with one flow ID; b1's datapath records name a1's
+ * workload as the peer of b1's (the socket was bound to the caller, not to
+ * the agent); a1's metrics count the flow.
  */
 static void check_seen_with_both_identities(void)
 {
 	static char out[65536];
-	long t0 = fw_now_ms();
+	char at_a1[32] = "", at_b1[32] = "";
 	bool seen = false;
 
-	while (!seen && fw_now_ms() - t0 < WAIT_MS) {
-		fw_ctl(b1, out, sizeof(out), "observe -j --last 200 --verdict allow");
-		seen = strstr(out, a1->wid) && strstr(out, b1->wid);
-		if (!seen)
-			usleep(50000);
+	for (long t0 = fw_now_ms(); fw_now_ms() - t0 < WAIT_MS && (!at_a1[0] || !at_b1[0]);) {
+		tunnel_record(a1, a1->wid, b1->wid, at_a1, sizeof(at_a1));
+		tunnel_record(b1, b1->wid, a1->wid, at_b1, sizeof(at_b1));
+		usleep(50000);
 	}
-	cr_expect(seen, "b1's flow records do not name both workloads: %.2000s", out);
+	cr_expect(at_a1[0], "a1 has no tunnel record of the flow");
+	cr_expect_str_eq(at_a1, at_b1, "both agents' records of the flow carry one flow ID");
+
+	/* the workload's accepted socket, bound by sockops: a line naming both */
+	for (long t0 = fw_now_ms(); !seen && fw_now_ms() - t0 < WAIT_MS; usleep(50000)) {
+		fw_ctl(b1, out, sizeof(out), "observe -j --last 200 --verdict allow");
+		for (char *l = strtok(out, "\n"); l && !seen; l = strtok(NULL, "\n"))
+			seen = strstr(l, "\"sockops\"") && strstr(l, a1->wid) && strstr(l, b1->wid);
+	}
+	cr_expect(seen, "b1's datapath records do not bind b1's socket to a1's workload");
 	scrape(a1, out, sizeof(out));
 	cr_expect_not_null(strstr(out, "fedguard_tunnel_flows_total{direction=\"out\"} 1"),
 			   "a1's metrics: %.3000s", strstr(out, "fedguard_tunnel") ?: out);
