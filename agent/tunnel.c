@@ -387,6 +387,7 @@ size_t tunnel_events_take(struct tunnel *t, struct tunnel_event *out, size_t max
 {
 	eventfd_t drained;
 	size_t n = 0;
+	bool more;
 
 	eventfd_read(t->event_fd, &drained);
 	pthread_mutex_lock(&t->lock);
@@ -394,8 +395,9 @@ size_t tunnel_events_take(struct tunnel *t, struct tunnel_event *out, size_t max
 		out[n] = t->events[t->ev_head];
 		t->ev_head = (t->ev_head + 1) % TUNNEL_EVENTS_MAX;
 	}
+	more = t->ev_n > 0;
 	pthread_mutex_unlock(&t->lock);
-	if (t->ev_n)	/* more than max: poll again */
+	if (more)	/* more than max: the main loop polls again */
 		eventfd_write(t->event_fd, 1);
 	return n;
 }
@@ -1076,6 +1078,7 @@ struct json_object *tunnel_status_json(struct tunnel *t)
 	add_u64(o, "refused_out", s.refused_out);
 	add_u64(o, "refused_in", s.refused_in);
 	add_u64(o, "cut", s.cut);
+	add_u64(o, "events_lost", s.events_lost);
 	add_u64(o, "bytes_out", s.bytes_out);
 	add_u64(o, "bytes_in", s.bytes_in);
 	return o;
