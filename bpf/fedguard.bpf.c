@@ -597,6 +597,29 @@ static __always_inline __u32 fg_skb_bound(struct fg_judgement *j, struct fg_sock
 }
 
 /*
+ * The end of a redirected connection: once the application closed it,
+ * sock_release has forgotten its binding, but its FIN and the ACKs that
+ * follow still travel to and from the agent's redirect listener. Only
+ * packets that open nothing pass: a new connection to the listener must
+ * come redirected, bound, through the connect hook.
+ */
+static __always_inline bool fg_tun_listener_end(const struct fg_pkt *p, __u8 pkt_dir)
+{
+	bool egress = pkt_dir == FG_DIR_EGRESS;
+	const __u32 *addr = egress ? p->daddr : p->saddr;
+	__u16 port = egress ? p->dport : p->sport;
+
+	if (!cfg_tun_port || p->proto != IPPROTO_TCP || fg_pkt_opens(p) ||
+	    port != bpf_htons((__u16)cfg_tun_port))
+		return false;
+	if (p->family == FG_AF_INET)
+		return cfg_tun_addr4 && addr[0] == cfg_tun_addr4;
+	return addr[0] == cfg_tun_addr6[0] && addr[1] == cfg_tun_addr6[1] &&
+	       addr[2] == cfg_tun_addr6[2] && addr[3] == cfg_tun_addr6[3] &&
+	       (addr[0] | addr[1] | addr[2] | addr[3]);
+}
+
+/*
  * A packet of a socket without a binding (UDP, raw, pre-existing sockets,
  * and a connection's first packets before sockops bound it). Its peer is
  * the source workload a tunnel delivers when the agent's end of the
@@ -620,6 +643,8 @@ static __always_inline __u32 fg_skb_unbound(struct __sk_buff *skb, struct fg_jud
 		if (r != FG_NO_OBJECTION)
 			return r;
 	}
+	if (fg_tun_listener_end(&j->pkt, pkt_dir))
+		return FG_REASON_ALLOW_ESTABLISHED;
 	tp = fg_tun_peer_lookup(j->pkt.family, addr, egress ? j->pkt.dport : j->pkt.sport);
 	if (tp) {
 		j->peer_id = tp->identity;

@@ -26,6 +26,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -60,6 +61,7 @@ enum {
 	GEN = 7,	/* generation of every row's policy */
 	GEN_NEXT = 8,	/* a later policy */
 	AUTH_LIFETIME_S = 60,
+	TUN_PORT = 18447,
 };
 
 #define A4 "10.0.0.1"
@@ -71,6 +73,7 @@ enum {
 #define B6 "fd00:1::2"
 #define C6 "fd00:2::3"
 #define X6 "fd00:9::9"
+#define TUN4 "192.0.2.1"	/* the node's address: the agent's redirect listener */
 
 static const struct endpoint {
 	const char *addr;
@@ -356,6 +359,15 @@ static const struct row skb_egress_rows[] = {
 	  TCP4(A4, X4, 8080, 45000, SYNACK),
 	  { .rules = { ALLOW_TUN(ID_B, ID_A, 8080, TCP, INGRESS) }, TUN_PEER(X4, 45000, ID_B) },
 	  PASS, FG_REASON_ALLOW_REPLY },
+	{ "tcp4 FIN to the redirect listener after close() forgot the binding", SKB_EGRESS,
+	  TCP4(A4, TUN4, 40000, TUN_PORT, ACK), { .rules = { DENY(ID_A, ANY, 0, TCP, EGRESS) } },
+	  PASS, FG_REASON_ALLOW_ESTABLISHED },
+	{ "tcp4 a SYN to the redirect listener must come redirected", SKB_EGRESS,
+	  TCP4(A4, TUN4, 40000, TUN_PORT, SYN), { .rules = { ALLOW(ID_A, ANY, 0, TCP, EGRESS) } },
+	  DROP, FG_REASON_DENY_UNKNOWN_PEER },
+	{ "tcp4 another port of the node's address is nobody", SKB_EGRESS,
+	  TCP4(A4, TUN4, 40000, TUN_PORT + 1, ACK), { .rules = { ALLOW(ID_A, ANY, 0, TCP, EGRESS) } },
+	  DROP, FG_REASON_DENY_UNKNOWN_PEER },
 	{ "tcp4 to the agent's end of a tunnel whose caller policy does not allow", SKB_EGRESS,
 	  TCP4(A4, X4, 8080, 45000, SYNACK),
 	  { .rules = { ALLOW_TUN(ID_C, ID_A, 8080, TCP, INGRESS) }, TUN_PEER(X4, 45000, ID_B) },
@@ -453,6 +465,9 @@ static const struct row skb_ingress_rows[] = {
 	{ "tcp4 encrypted by policy, arriving directly: denied", SKB_INGRESS,
 	  TCP4(B4, A4, 50000, 8080, SYN), { .rules = { ALLOW_TUN(ID_B, ID_A, 8080, TCP, INGRESS) } },
 	  DROP, FG_REASON_DENY_NO_TUNNEL },
+	{ "tcp4 the redirect listener's last ACK after close()", SKB_INGRESS,
+	  TCP4(TUN4, A4, TUN_PORT, 40000, ACK), { .no_policy = true }, PASS,
+	  FG_REASON_ALLOW_ESTABLISHED },
 	{ "tcp4 through the tunnel: judged as its caller", SKB_INGRESS,
 	  TCP4(X4, A4, 45000, 8080, SYN),
 	  { .rules = { ALLOW_TUN(ID_B, ID_A, 8080, TCP, INGRESS) }, TUN_PEER(X4, 45000, ID_B) },
@@ -847,8 +862,13 @@ static void harness_open(struct harness *h)
 	if (r < 0)
 		fg_test_unavailable("no cgroup v2 id for this process: %s", strerror(-r));
 
-	h->skel = fedguard__open_and_load();
-	cr_assert_not_null(h->skel, "open and load the fedguard skeleton: %s", strerror(errno));
+	h->skel = fedguard__open();
+	cr_assert_not_null(h->skel, "open the fedguard skeleton: %s", strerror(errno));
+	/* the agent's redirect listener, as --tunnel-listen sets it */
+	h->skel->rodata->cfg_tun_port = TUN_PORT;
+	inet_pton(AF_INET, TUN4, (void *)&h->skel->rodata->cfg_tun_addr4);
+	cr_assert_eq(fedguard__load(h->skel), 0, "load the fedguard skeleton: %s",
+		     strerror(errno));
 	h->rb = ring_buffer__new(MAP_FD(h, fg_events), on_event, &h->log, NULL);
 	cr_assert_not_null(h->rb, "ring buffer on fg_events: %s", strerror(errno));
 	h->btf = bpf_object__btf(h->skel->obj);
