@@ -20,7 +20,8 @@
  * request and writes the answer while the application write is pending:
  * any peer that requests key updates could break a flow whose sender
  * outpaces its network. With out, no OpenSSL write is ever pending; the
- * relay sends out itself, and writes into TLS only once out is empty.
+ * relay sends out itself, and writes into TLS only while out holds less than
+ * a batch (RELAY_OUT_BATCH).
  */
 #include "relay.h"
 
@@ -43,6 +44,9 @@
 
 enum {
 	RELAY_BUF_DEFAULT = 64 * 1024,
+	RELAY_OUT_BATCH = 64 * 1024,	/* TLS records gathered for one send() */
+	RELAY_RECORD_MAX = 16 * 1024,	/* plaintext of one TLS record */
+	RELAY_RECORD_OVERHEAD = 64,	/* a TLS 1.3 record's header, type and tag, rounded up */
 	POLL_PLAIN = 0,		/* the slots of relay_loop()'s pollfd array */
 	POLL_TLS,
 	POLL_CANCEL,
@@ -301,29 +305,46 @@ static int tls_send_notify(struct relay *r)
 }
 
 /*
- * up -> out through SSL_write(), one record at a time (SSL_MODE_ENABLE_PARTIAL_WRITE), once
- * out is empty, then close_notify. A write OpenSSL asks to retry (WANT_READ, mid-way through
- * a post-handshake message) is retried with the same bytes at the same address, and as many
- * or more of them, as SSL_write() requires: they stay at the head of the ring until it takes
- * them.
+ * Whether one more record of len bytes goes into out before it is sent: several records per
+ * send(), as one send() of each 16 KiB record was most of the relay's time
+ * (docs/BENCHMARKS.md), but never past a ring's worth, where pump_tls_read() would stop
+ * reading TLS (and two relays doing so at once would wait for each other).
+ */
+static bool out_takes_another(const struct relay *r, size_t len)
+{
+	size_t record = (len < RELAY_RECORD_MAX ? len : RELAY_RECORD_MAX) + RELAY_RECORD_OVERHEAD;
+
+	return r->out.len < RELAY_OUT_BATCH && r->out.len + record <= r->up.size;
+}
+
+/*
+ * up -> out through SSL_write(), one record per call (SSL_MODE_ENABLE_PARTIAL_WRITE), starting
+ * once out is empty and going on while out_takes_another(), then close_notify. A write
+ * OpenSSL asks to retry (WANT_READ, mid-way through a post-handshake message) is retried with
+ * the same bytes at the same address, and as many or more of them, as SSL_write() requires:
+ * they stay at the head of the ring until it takes them.
  */
 static int pump_tls_write(struct relay *r)
 {
 	char *p;
 	size_t len = buf_filled(&r->up, &p);
-	int n;
+	int n, moved = 0;
 
 	if (r->out.len || (!len && (!r->plain_eof || r->notify_sent)))
 		return 0;
 	if (!len)
 		return tls_send_notify(r);
-	tls_prepare();
-	n = SSL_write(r->ssl, p, (int)len);
-	if (n <= 0)
-		return tls_status(r->ssl, n, false, &r->tls_events);
-	buf_consume(&r->up, n);
-	r->plain_to_tls += n;
-	return 1;
+	do {
+		tls_prepare();
+		n = SSL_write(r->ssl, p, (int)len);
+		if (n <= 0)
+			return moved ? 1 : tls_status(r->ssl, n, false, &r->tls_events);
+		buf_consume(&r->up, n);
+		r->plain_to_tls += n;
+		moved = 1;
+		len = buf_filled(&r->up, &p);
+	} while (len && out_takes_another(r, len));
+	return moved;
 }
 
 /* out -> TLS socket */
