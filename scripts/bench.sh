@@ -5,15 +5,17 @@
 #   sudo bash scripts/bench.sh [--quick] [--only NAME]...
 #
 # NAME: prog (3, BPF_PROG_TEST_RUN per packet), net (1 per request, 2 per connection,
-# 6 policy, 7 footprint), quarantine (4), auth (5, handshakes and time to first byte).
+# 6 policy, 7 footprint), quarantine (4), auth (5, handshakes and time to first byte),
+# tunnel (issue 8 item 6: the encrypted transport against the direct path).
 # --quick: short runs that show every benchmark works; its figures are not worth quoting.
 # Installs what the benchmarks need beyond the tests (iptables, nftables), builds, runs.
 # Figures are medians over interleaved rounds; docs/BENCHMARKS.md explains each.
+# FG_BENCH_BUILD=DIR builds and runs in DIR instead of build/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-	sed -n '4,11p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//'
 	exit "$1"
 }
 
@@ -36,7 +38,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
-all=(prog quarantine auth net)
+all=(prog quarantine auth tunnel net)
 for n in "${only[@]}"; do
 	[[ " ${all[*]} " == *" $n "* ]] || { echo "bench.sh: no benchmark '$n' (${all[*]})" >&2; exit 2; }
 done
@@ -64,7 +66,7 @@ fi
 
 # --- build --------------------------------------------------------------------------------------
 
-build=build
+build=${FG_BENCH_BUILD:-build}
 if [ -f "$build/build.ninja" ]; then
 	meson configure "$build" -Db_sanitize=none >/dev/null
 else
@@ -105,6 +107,11 @@ for n in "${only[@]}"; do
 	auth)
 		run auth "$build/bench/bench_auth" "${quick[@]}"
 		run ttfb env FEDGUARDD="$build/agent/fedguardd" "$build/bench/bench_ttfb" "${quick[@]}"
+		;;
+	tunnel)
+		run tunnel env FEDGUARDD="$build/agent/fedguardd" \
+			FEDGUARDCTL="$build/tools/fedguardctl" FEDGUARD_CA="$build/tools/fedguard-ca" \
+			"$build/bench/bench_tunnel" "${quick[@]}"
 		;;
 	esac
 done
