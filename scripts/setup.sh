@@ -10,7 +10,7 @@ packages=(
 	libjson-c-dev libyaml-dev libcurl4-openssl-dev
 	libcriterion-dev
 	etcd-server
-	iproute2 util-linux procps tcpdump
+	iproute2 util-linux procps tcpdump openssl
 	binutils systemd
 )
 
