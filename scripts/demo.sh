@@ -4,8 +4,11 @@
 # network namespaces; a workload behind each node. The meshes federate
 # through their bundle endpoints and links between their agents, and sign
 # their own policies. The demo narrates allowed and denied calls inside and
-# across the meshes, quarantines a workload and shows its connections cut
-# on every node, and removes everything it made.
+# across the meshes, captures the wire between the nodes to show that
+# their calls cross it encrypted (all but one, which policy lets take the
+# direct path with authentication alone, to compare), quarantines a
+# workload and shows its connections cut on every node, and removes
+# everything it made.
 #
 #   sudo bash scripts/demo.sh          run it, then clean up
 #   sudo bash scripts/demo.sh --keep   leave it running to explore
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 top=$PWD
 
 usage() {
-	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 keep=0
@@ -45,7 +48,11 @@ declare -A WID=(
 	[bank1]=spiffe://bank.example/ns/pay/payments
 	[bank2]=spiffe://bank.example/ns/ledger/db
 )
+# Ports: etcd 2379 (2380 for itself), bundle endpoints 8443, peer
+# authentication 7443, agent links 7444, tunnel 7445 and its redirect
+# listener 7446 (the agent takes the tunnel port + 1), workloads 8080.
 PORT=8080
+TUN=7445
 
 cg2() { findmnt -n -t cgroup2 -o TARGET | head -n 1; }
 addr() { echo "10.250.0.${IDX[$1]}"; }
@@ -61,6 +68,7 @@ down() {
 	local cg
 	cg=$(cg2)/fgdemo
 	[ -f "$D/pids" ] && xargs -r kill 2>/dev/null <"$D/pids" || true
+	[ -f "$D/capture.pid" ] && kill "$(cat "$D/capture.pid")" 2>/dev/null || true
 	for n in "${NODES[@]}"; do
 		[ -f "$D/$n/agent.pid" ] && kill "$(cat "$D/$n/agent.pid")" 2>/dev/null || true
 	done
@@ -172,7 +180,7 @@ agent_start() {
 		--node-cert "$D/$n/pki/node-ca.pem" --node-key "$D/$n/pki/node-ca.key"
 		--bundle "$td=$D/$td/bundle.json" --auth-listen "$a:7443"
 		--policy-key "$D/$td/pk/policy.pub" --store "etcd=http://$(addr "$first"):2379"
-		--peer-listen "$a:7444"
+		--peer-listen "$a:7444" --tunnel-listen "$a:$TUN"
 		--federate-with "$other=https://$(addr "$otherfirst"):8443/,spiffe://$other/fedguard/node/$otherfirst,$D/$other/bundle.json")
 	[ "$n" = "$first" ] && args+=(--bundle-endpoint-listen "$a:8443")
 	mkdir -p "$(cg2)/fgdemo/$n"
@@ -200,14 +208,15 @@ workload() {	# an echo server in the workload's namespace and cgroup, registered
 		--netns "/var/run/netns/fgdemo-w-$n" --label "node=$n" >/dev/null
 }
 
-# from workload of node $1 to workload of node $2: "ok", or why not
+# From workload of node $1 to workload of node $2, sending line $3 (default
+# "hello") and reading its echo: "ok", or why not.
 call() {
-	local cg
+	local cg msg=${3:-hello}
 	cg=$(cg2)/fgdemo/$1/app
 	nsenter --net="/var/run/netns/fgdemo-w-$1" timeout 5 bash -c \
 		"echo \$\$ > $cg/cgroup.procs
 		 exec 3<>/dev/tcp/$(waddr "$2")/$PORT || exit 1
-		 echo hello >&3; read -t 3 -u 3 line && [ \"\$line\" = hello ] && echo ok" 2>&1 |
+		 echo $msg >&3; read -t 3 -u 3 line && [ \"\$line\" = $msg ] && echo ok" 2>&1 |
 		sed -e 's/.*: //' | tail -n 1 || true
 }
 
@@ -226,6 +235,40 @@ live() {
 	echo $! >>"$D/pids"
 }
 
+# tcpdump on the bridge between the nodes, every packet whole, written as it
+# comes (--immediate-mode: none waits in a kernel buffer when it stops; -U:
+# none in its own); -Z root: it writes into $D, which is root's alone.
+capture_start() {
+	nsenter --net=/var/run/netns/fgdemo-x tcpdump -i br0 --immediate-mode -s 0 -U -Z root \
+		-w "$D/wire.pcap" >"$D/capture.log" 2>&1 &
+	echo $! >"$D/capture.pid"
+	for _ in $(seq 100); do	# it says so on stderr once it listens
+		grep -q "listening on" "$D/capture.log" && return 0
+		sleep 0.1
+	done
+	echo "demo.sh: tcpdump did not start:" >&2
+	cat "$D/capture.log" >&2
+	exit 1
+}
+
+capture_stop() {
+	local pid
+	pid=$(cat "$D/capture.pid")
+	sleep 0.3	# what is in flight reaches the file
+	kill "$pid"
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	rm -f "$D/capture.pid"
+}
+
+captured() { grep -qaF "$1" "$D/wire.pcap"; }
+packets() { tcpdump -nr "$D/wire.pcap" "$@" 2>/dev/null | wc -l; }
+tunnel_line() { ctl "$1" status | sed -n 's/^tunnel: //p'; }
+
 wait_for() {	# up to 15 s for a command to succeed
 	for _ in $(seq 300); do
 		"$@" >/dev/null 2>&1 && return 0
@@ -238,7 +281,9 @@ knows() { ctl "$1" -j endpoint list | grep -q "\"$2\""; }
 quarantined() { ctl "$1" -j quarantine list | grep -q "\"$2\""; }
 converged() { ctl "$1" policy status | grep -q "every agent enforces"; }
 
-policy() {	# the same rules, signed by each mesh for itself
+# The same rules, signed by each mesh for itself. No transport said: the
+# flows between nodes are encrypted, the tunnel authenticates both workloads.
+policy() {
 	cat <<EOF
 version: 1
 rules:
@@ -247,20 +292,20 @@ rules:
     from: {spiffe_id: ${WID[shop1]}}
     to: {spiffe_id: ${WID[shop2]}}
     ports: [$PORT]
-    auth: required
-    transport: authenticated
+    protocols: [tcp]
   - name: frontend-to-payments
     action: allow
     from: {spiffe_id: ${WID[shop1]}}
     to: {spiffe_id: ${WID[bank1]}}
     ports: [$PORT]
-    auth: required
-    transport: authenticated
+    protocols: [tcp]
+  # trusted with authentication alone: the direct path, in clear, to compare
   - name: payments-to-ledger
     action: allow
     from: {spiffe_id: ${WID[bank1]}}
     to: {spiffe_id: ${WID[bank2]}}
     ports: [$PORT]
+    protocols: [tcp]
     auth: required
     transport: authenticated
 EOF
@@ -278,6 +323,7 @@ for n in "${NODES[@]}"; do workload "$n"; done
 note "each mesh: its own CA (fedguard-ca), policy key and etcd; a fedguardd per node"
 note "shop1 and bank1 serve their trust domain's SPIFFE bundle endpoint on port 8443;"
 note "every agent links to the other mesh's first agent with mTLS (node SVIDs)"
+note "every agent runs the tunnel on port $TUN of its node: the encrypted transport"
 for n in "${NODES[@]}"; do note "$(printf '%-6s %-40s at %s' "$n" "${WID[$n]}" "$(waddr "$n")")"; done
 
 say "2. Each mesh signs its policy and applies it at one agent; the store takes it to the others"
@@ -293,6 +339,9 @@ wait_for knows shop1 "${WID[bank1]}" && wait_for knows bank2 "${WID[shop1]}" &&
 	wait_for knows bank1 "${WID[shop1]}"
 note "bank.example tells shop.example only what its policy lets shop.example call or be called by:"
 ctl shop1 endpoint list | sed 's/^/   /'
+note "in force at bank1: payments -> ledger takes the direct path, its rule says so;"
+note "the other rules say nothing: their flows between nodes are encrypted"
+ctl bank1 policy show | sed 's/^/   /'
 
 say "3. Calls"
 report() {	# $1 from, $2 to, $3 expected (allowed|denied), $4 why
@@ -301,9 +350,10 @@ report() {	# $1 from, $2 to, $3 expected (allowed|denied), $4 why
 	if [ "$got" = ok ]; then got=allowed; else got="denied ($got)"; fi
 	printf '   %-42s -> %-38s %s   [%s]\n' "${WID[$1]}" "${WID[$2]}" "$got" "$4"
 }
-report shop1 shop2 allowed "inside shop.example, mTLS between the workloads"
-report shop1 bank1 allowed "across the meshes: both policies allow it, mTLS with each trust domain's bundle"
-report bank1 bank2 allowed "inside bank.example"
+report shop1 shop2 allowed "inside shop.example: encrypted, TLS 1.3 between the workloads' SVIDs"
+report shop1 bank1 allowed \
+	"across the meshes, both policies allow it: encrypted, each SVID checked with its own bundle"
+report bank1 bank2 allowed "inside bank.example: authenticated, the direct path after mTLS"
 report shop1 bank2 denied "bank.example never told shop.example about its ledger"
 report shop2 bank1 denied "no rule: default deny, EPERM at once"
 report bank2 shop1 denied "no rule"
@@ -312,11 +362,37 @@ ctl bank1 peer list | sed 's/^/   /'
 note "bank2 fetched shop.example's bundle from shop1's bundle endpoint:"
 ctl bank2 bundle list | sed 's/^/   /'
 
-say "4. An incident: shop.example quarantines its frontend (issued at shop2)"
+say "4. On the wire: a capture between the nodes while each allowed call sends a secret"
+tag=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+declare -A SECRET=([shop1-shop2]="order-$tag" [shop1-bank1]="card-$tag" [bank1-bank2]="ledger-$tag")
+capture_start
+for f in shop1-shop2 shop1-bank1 bank1-bank2; do
+	got=$(call "${f%-*}" "${f#*-}" "${SECRET[$f]}")
+	note "$(printf '%-14s %-16s echoed: %s' "${f/-/ -> }" "${SECRET[$f]}" "$got")"
+done
+capture_stop
+note "$(printf 'captured %d packets: %d on the tunnel port %d, %d on the workloads port %d' \
+	"$(packets)" "$(packets tcp port "$TUN")" "$TUN" "$(packets tcp port "$PORT")" "$PORT")"
+for f in shop1-shop2 shop1-bank1 bank1-bank2; do
+	how=encrypted
+	[ "$f" = bank1-bank2 ] && how=authenticated
+	case $how-$(captured "${SECRET[$f]}" && echo seen || echo unseen) in
+	encrypted-unseen) what="not in the capture" ;;
+	encrypted-seen) what="IN THE CAPTURE, in clear" ;;
+	authenticated-seen) what="in the capture, in clear" ;;
+	authenticated-unseen) what="NOT in the capture: did the capture miss it?" ;;
+	esac
+	note "$(printf '%-16s %-14s %-14s %s' "${SECRET[$f]}" "${f/-/ -> }" "$how" "$what")"
+done
+note "the agents' tunnels (flows out from the caller's node, in at the destination's):"
+for n in "${NODES[@]}"; do note "$(printf '%-6s %s' "$n" "$(tunnel_line "$n")")"; done
+
+say "5. An incident: shop.example quarantines its frontend (issued at shop2)"
 live shop1 shop2
 live shop1 bank1
 sleep 1
-note "live connections: frontend -> orders (shop1 -> shop2), frontend -> payments (shop1 -> bank1)"
+note "live connections: frontend -> orders (shop1 -> shop2), frontend -> payments (shop1 -> bank1),"
+note "both in tunnels: the agents reset both ends"
 t0=$(now_ms)
 ctl shop2 quarantine add "${WID[shop1]}" --reason "demo: compromised frontend" | sed 's/^/   /'
 for n in shop1 bank1 bank2; do
@@ -331,15 +407,16 @@ for f in shop1-shop2 shop1-bank1; do
 		note "connection ${f/-/ -> }: NOT cut"
 	fi
 done
+for n in shop1 shop2 bank1; do note "$(printf '%-6s %s' "$n" "$(tunnel_line "$n")")"; done
 report shop1 bank1 denied "quarantined in every mesh"
 ctl bank2 quarantine list | sed 's/^/   /'
 note "bank.example cannot release it: only shop.example speaks for its identities"
 ctl bank2 quarantine del "${WID[shop1]}" 2>&1 | sed 's/^/   /' || true
 
-say "5. Release (at shop1)"
+say "6. Release (at shop1)"
 ctl shop1 quarantine del "${WID[shop1]}" | sed 's/^/   /'
 wait_for bash -c "! $CTL --instance demo-bank1 -j quarantine list | grep -q '${WID[shop1]}'"
-report shop1 bank1 allowed "released everywhere"
+report shop1 bank1 allowed "released everywhere, encrypted again"
 
 if [ "$keep" = 1 ]; then
 	say "The demo keeps running. Explore, e.g.:"
@@ -347,6 +424,8 @@ if [ "$keep" = 1 ]; then
 	note "$CTL --instance demo-shop1 peer list"
 	note "$CTL --instance demo-shop1 observe --last 20"
 	note "bpftool map dump pinned /sys/fs/bpf/fedguard/demo-shop1/fg_quarantine"
+	note "bpftool map dump pinned /sys/fs/bpf/fedguard/demo-shop1/fg_tun_orig"
+	note "the capture of step 4: tcpdump -nr $D/wire.pcap"
 	note "agents' logs: $D/<node>/agent.log"
 	note "remove it all: sudo bash scripts/demo.sh --down"
 else
