@@ -155,7 +155,9 @@ static int tunnel_opts_check(const struct peerauth_opts *o)
 			  "its own, not %u", ntohs(*port_of(&ss)));
 		return -EINVAL;
 	}
-	return 0;
+	/* the redirect address, checked here so that a file's error has its line */
+	return peerauth_tunnel_redirect(o, (const __u8[16]){ [10] = 0xff, [11] = 0xff, [12] = 1 },
+					&ss, &len);
 }
 
 /* --- fg_auth ------------------------------------------------------------------------------ */

@@ -334,6 +334,11 @@ struct bad_file {
 	"--node-cert, --node-key, --node-name, --bundle, --auth-listen, --tunnel-listen and "           \
 	"--tunnel-redirect need --trust-domain"
 
+/* lines 1 to 6: a node with identity and peer authentication */
+#define TD_FILE                                                                                    \
+	"cgroup: /a\ntrust-domain: example.org\nnode-cert: /c\nnode-key: /k\n"                  \
+	"node-address: 10.0.0.1\nauth-listen: 10.0.0.1:7443\n"
+
 static const struct bad_file bad_files[] = {
 	{"cgroup: /a\nifaces: eth0\n",
 	 "bad.yaml:2:1: unknown key 'ifaces': not an option of fedguardd (did you mean 'iface'?)"},
@@ -378,6 +383,17 @@ static const struct bad_file bad_files[] = {
 	 "bad.yaml: instance name 'my.instance' is invalid: use 1 to 64 of [A-Za-z0-9_-] (bpffs refuses '.')"},
 	{"cgroup: /a\ntrust-domain: example.org\nnode-cert: /c\n",
 	 "bad.yaml:2:1: --trust-domain needs --node-cert, --node-key, --auth-listen and --node-address"},
+	{TD_FILE "tunnel-listen: 10.0.0.1:7443\n",
+	 "bad.yaml:7:1: options --tunnel-listen and --auth-listen: the tunnel needs a port of its own, "
+	 "not 7443"},
+	{TD_FILE "tunnel-listen: 10.0.0.1:7445\ntunnel-redirect: 0.0.0.0:7446\n",
+	 "bad.yaml:8:1: option --tunnel-redirect: '0.0.0.0:7446' is not ADDR:PORT or [ADDR]:PORT with "
+	 "an address workloads can reach"},
+	{TD_FILE "tunnel-redirect: 10.0.0.1:7446\n",
+	 "bad.yaml:7:1: option --tunnel-redirect needs --tunnel-listen"},
+	{TD_FILE "tunnel-listen: 10.0.0.1:65535\n",
+	 "bad.yaml:7:1: option --tunnel-listen: port 65535 leaves no port for the redirect listener; "
+	 "give --tunnel-redirect"},
 };
 
 Test(config, bad_files_are_refused_with_key_and_position)
