@@ -56,7 +56,7 @@ struct fed_client {
 	char td[SPIFFE_TRUST_DOMAIN_MAX + 1];
 	char node_id[SPIFFE_ID_MAX + 1];
 	char *last_endpoints, *last_quarantine;	/* what it got last */
-	struct json_object *alerted;		/* quarantines it was alerted about */
+	struct json_object *alerted;		/* alert id -> target: quarantines it was told of */
 };
 
 struct fed {

@@ -306,7 +306,6 @@ static void send_changed(struct fed *f, struct fed_client *c, struct json_object
 	send_json(f, c->id, msg);
 }
 
-/* Alerts to td's agents for quarantines this mesh put on its identities. */
 /* --- alerts ------------------------------------------------------------------------------------ */
 
 enum {
@@ -434,31 +433,95 @@ void fed_alert_raised(struct agent *a, struct json_object *alert)
 	json_object_put(m);
 }
 
+/*
+ * Quarantines this mesh put on identities of trust domain td (or on td
+ * itself): the mesh's own records, not the ones td's mesh told us.
+ */
+static bool foreign_quarantine_of(const char *td, const char *target, struct json_object *rec)
+{
+	const char *origin = str_of(rec, "origin");
+
+	return spiffe_match_trust_domain(td, target) && origin && strncmp(origin, "td:", 3) != 0;
+}
+
+/* The id of the alert of one quarantine: its target and when it was issued. */
+static void foreign_alert_id(const char *target, struct json_object *rec, char *id, size_t len)
+{
+	snprintf(id, len, "%s@%lld", target,
+		 (long long)json_object_get_int64(json_object_object_get(rec, "since")));
+}
+
+/* An alert about a quarantine of c's identities, redacted as every alert to c's mesh is. */
+static void foreign_alert_send(struct agent *a, struct fed_client *c, const char *id,
+			       const char *kind, const char *target, struct json_object *rec)
+{
+	struct json_object *m = msg_new("alert"), *out;
+
+	json_object_object_add(m, "id", json_object_new_string(id));
+	json_object_object_add(m, "kind", json_object_new_string(kind));
+	json_object_object_add(m, "trust_domain", json_object_new_string(a->fed->td));
+	json_object_object_add(m, "node", json_object_new_string(a->fed->name));
+	json_object_object_add(m, "target", json_object_new_string(target));
+	if (rec)
+		json_object_object_add(m, "reason",
+				       json_object_get(json_object_object_get(rec, "reason")));
+	out = alert_for(a->fed, m, c->td);
+	send_json(a->fed, c->id, out);
+	json_object_put(out);
+	json_object_put(m);
+}
+
+/*
+ * Releases first: every quarantine c was alerted about that is no longer in
+ * force here (released, or issued again, which is another alert) gets an
+ * alert saying so, under the id of its quarantine's alert and "/released".
+ */
+static void alert_foreign_releases(struct agent *a, struct fed_client *c)
+{
+	struct json_object *quarantine = state_section(a->state, "quarantine");
+	struct json_object *gone = json_object_new_array();
+	char id[SPIFFE_ID_MAX + 48];
+
+	json_object_object_foreach(c->alerted, key, target_of)
+	{
+		const char *target = json_object_get_string(target_of);
+		struct json_object *rec;
+
+		if (json_object_object_get_ex(quarantine, target, &rec) &&
+		    foreign_quarantine_of(c->td, target, rec)) {
+			foreign_alert_id(target, rec, id, sizeof(id));
+			if (strcmp(id, key) == 0)
+				continue;
+		}
+		json_object_array_add(gone, json_object_new_string(key));
+	}
+	for (size_t i = 0; i < json_object_array_length(gone); i++) {
+		const char *was = json_object_get_string(json_object_array_get_idx(gone, i));
+
+		snprintf(id, sizeof(id), "%s/released", was);
+		foreign_alert_send(a, c, id, "foreign_quarantine_released",
+				   json_object_get_string(json_object_object_get(c->alerted, was)),
+				   NULL);
+		json_object_object_del(c->alerted, was);
+	}
+	json_object_put(gone);
+}
+
+/* Alerts to c, an agent of another mesh, for quarantines this mesh put on its identities. */
 static void alert_foreign_quarantines(struct agent *a, struct fed_client *c)
 {
+	char id[SPIFFE_ID_MAX + 48];
+
+	alert_foreign_releases(a, c);
 	json_object_object_foreach(state_section(a->state, "quarantine"), target, rec)
 	{
-		struct json_object *m;
-		char key[SPIFFE_ID_MAX + 32];
-
-		if (!spiffe_match_trust_domain(c->td, target) || str_of(rec, "origin") == NULL ||
-		    strncmp(str_of(rec, "origin"), "td:", 3) == 0)
+		if (!foreign_quarantine_of(c->td, target, rec))
 			continue;
-		snprintf(key, sizeof(key), "%s@%lld", target,
-			 (long long)json_object_get_int64(json_object_object_get(rec, "since")));
-		if (json_object_object_get_ex(c->alerted, key, NULL))
+		foreign_alert_id(target, rec, id, sizeof(id));
+		if (json_object_object_get_ex(c->alerted, id, NULL))
 			continue;
-		json_object_object_add(c->alerted, key, json_object_new_boolean(true));
-		m = msg_new("alert");
-		json_object_object_add(m, "id", json_object_new_string(key));
-		json_object_object_add(m, "kind", json_object_new_string("foreign_quarantine"));
-		json_object_object_add(m, "trust_domain", json_object_new_string(a->fed->td));
-		json_object_object_add(m, "node", json_object_new_string(a->fed->name));
-		json_object_object_add(m, "target", json_object_new_string(target));
-		json_object_object_add(m, "reason", json_object_get(json_object_object_get(rec,
-											   "reason")));
-		send_json(a->fed, c->id, m);
-		json_object_put(m);
+		json_object_object_add(c->alerted, id, json_object_new_string(target));
+		foreign_alert_send(a, c, id, "foreign_quarantine", target, rec);
 	}
 }
 

@@ -166,10 +166,37 @@ void fed_enforce(struct agent *a, const char *target, struct json_object *rec, c
 	enforce_record(a, target, rec, origin, false);
 }
 
+/* Whether rec is a record of the mesh that this node issued and the store has not shown yet. */
+static bool issued_here_unstored(struct agent *a, struct json_object *rec)
+{
+	const char *issuer = string_of(rec, "issuer");
+	bool stored;
+
+	return mesh_record(rec, &stored) && !stored && issuer && strcmp(issuer, a->fed->name) == 0;
+}
+
+/*
+ * A record this node issued while the store was away, released at another
+ * agent: our put of it is still queued, and may reach the store after that
+ * agent's deletion and quarantine the target again in the whole mesh. A
+ * deletion queued behind our put keeps the release, whatever the order.
+ */
+static void delete_after_put(struct agent *a, const char *target)
+{
+	char key[SPIFFE_ID_MAX + 32];
+	int r;
+
+	snprintf(key, sizeof(key), QUARANTINE_KEY "%s", target);
+	r = mstore_delete(a->fed->ms, key);
+	if (r)
+		log_error_errno(r, "mesh store: release of '%s' not queued for the store", target);
+}
+
 void fed_lift(struct agent *a, const char *target, const char *origin)
 {
 	struct control_error err = {};
 	struct json_object *rec;
+	bool unstored;
 	const char *o;
 
 	if (!json_object_object_get_ex(state_section(a->state, "quarantine"), target, &rec))
@@ -180,10 +207,14 @@ void fed_lift(struct agent *a, const char *target, const char *origin)
 			 origin, o ? o : "this node");
 		return;
 	}
-	if (quarantine_lift(a, target, &err))
+	unstored = issued_here_unstored(a, rec);
+	if (quarantine_lift(a, target, &err)) {
 		log_error("release of '%s' from '%s' failed: %s", target, origin, err.message);
-	else
-		log_info("quarantine of '%s' lifted by '%s'", target, origin);
+		return;
+	}
+	log_info("quarantine of '%s' lifted by '%s'", target, origin);
+	if (unstored)
+		delete_after_put(a, target);
 }
 
 /* The store's record of target, enforced here. */

@@ -8,8 +8,12 @@
  * Mesh a.test, nodes a1 and a2: endpoints learned through the store,
  * signed policies that converge (and replayed or forged ones that do not),
  * quarantine propagation and its teardown of live connections, an agent
- * that was down, etcd stopped under traffic, a dead agent's endpoints
- * expiring. Propagation times are printed, never asserted.
+ * that was down, etcd stopped and restarted under load, a dead agent's
+ * endpoints expiring. Mesh a.test federated with b.test: endpoints and
+ * quarantines across meshes, foreign quarantines (of an identity or of the
+ * whole other trust domain) and their releases reported as alerts, a
+ * compromised mesh, bad bundle endpoints. Propagation times are printed,
+ * never asserted.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -21,6 +25,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -469,6 +474,284 @@ Test(mesh, an_unreachable_store_keeps_the_last_state_and_catches_up)
 	cr_expect_not_null(strstr(out, "reachable, in sync"), "%s", out);
 }
 
+/* --- etcd stopped and restarted under load ------------------------------------------------------- */
+
+/*
+ * Flows that must not break while the store goes and comes back: each runs
+ * on a thread of its own, either one connection echoing in a loop or a new
+ * connection (with one echo) each round, until told to stop, for at most
+ * LOAD_ROUNDS_MAX rounds and LOAD_MS_MAX.
+ */
+enum {
+	LOAD_ROUNDS_MAX = 4000,
+	LOAD_MS_MAX = 100000,
+	LOAD_ECHO_GAP_US = 20000,
+	LOAD_CALL_GAP_US = 100000,
+	OUTAGE_ROUNDS = 4,	/* changes while the store is down: 2 at each agent */
+	OUTAGE_MS = 3 * FW_LEASE_TTL * 1000,	/* the shortest outage: leases outlived */
+};
+
+struct load {
+	struct fw_node *from, *to;
+	bool fresh;			/* a new connection each round */
+	pthread_t thread;
+	long rounds;
+	int err;			/* the first failure, -errno; 0: none */
+	long err_round;
+	bool cut_short;			/* ended by its bounds, not by load_stop() */
+};
+
+static atomic_bool load_stopping;
+
+static int load_round(struct load *l, int *fd)
+{
+	int r;
+
+	if (l->fresh) {
+		r = call(l->from, l->to, SB_ECHO_PORT);
+		if (r >= 0)
+			close(r);
+		return r < 0 ? r : 0;
+	}
+	return sb_echo(*fd, "load", ECHO_MS);
+}
+
+static void *load_run(void *arg)
+{
+	struct load *l = arg;
+	long t0 = fw_now_ms();
+	int fd = l->fresh ? -1 : call(l->from, l->to, SB_ECHO_PORT);
+
+	if (fd < 0 && !l->fresh) {
+		l->err = fd;
+		return NULL;
+	}
+	while (!atomic_load(&load_stopping)) {
+		int r;
+
+		if (l->rounds >= LOAD_ROUNDS_MAX || fw_now_ms() - t0 > LOAD_MS_MAX) {
+			l->cut_short = true;
+			break;
+		}
+		r = load_round(l, &fd);
+		l->rounds++;
+		if (r) {
+			l->err = r;
+			l->err_round = l->rounds;
+			break;
+		}
+		usleep(l->fresh ? LOAD_CALL_GAP_US : LOAD_ECHO_GAP_US);
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static void load_start(struct load *l, size_t n)
+{
+	atomic_store(&load_stopping, false);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(pthread_create(&l[i].thread, NULL, load_run, &l[i]), 0);
+}
+
+static void load_stop(struct load *l, size_t n)
+{
+	atomic_store(&load_stopping, true);
+	for (size_t i = 0; i < n; i++)
+		pthread_join(l[i].thread, NULL);
+}
+
+/* n's mesh store as status reports it: reachable, and writes still waiting. */
+static bool store_state(struct fw_node *n, bool *reachable, long *pending)
+{
+	struct json_object *res = NULL, *s;
+	bool ok = fw_request(n, "status", NULL, &res) == 0 &&
+		  (s = json_object_object_get(res, "store"));
+
+	if (ok) {
+		*reachable = json_object_get_boolean(json_object_object_get(s, "reachable"));
+		*pending = (long)json_object_get_int64(json_object_object_get(s, "pending_writes"));
+	}
+	json_object_put(res);
+	return ok;
+}
+
+/* Milliseconds until n's store is unreachable (want false) or reachable with nothing pending. */
+static long wait_store(struct fw_node *n, bool want, long ms)
+{
+	long t0 = fw_now_ms(), pending;
+	bool reachable;
+
+	while (fw_now_ms() - t0 < ms) {
+		if (store_state(n, &reachable, &pending) && reachable == want &&
+		    (!want || pending == 0))
+			return fw_now_ms() - t0;
+		usleep(20000);
+	}
+	return -1;
+}
+
+/* Change k made while the store is down: a workload at one agent and a quarantine. */
+struct outage_change {
+	struct fw_node *at, *other;
+	char workload[128], victim[128];
+	bool released;			/* the other agent released the quarantine */
+};
+
+static void outage_change(struct outage_change *c, int k)
+{
+	char args[PATH_MAX * 2], out[4096];
+
+	c->at = k % 2 ? a2 : a1;
+	c->other = k % 2 ? a1 : a2;
+	c->released = k < 2;
+	snprintf(c->workload, sizeof(c->workload), "spiffe://a.test/ns/%s/extra%d", c->at->name, k);
+	snprintf(c->victim, sizeof(c->victim), "spiffe://a.test/ns/victim/v%d", k);
+	cr_assert_eq(sb_sh("mkdir -p %s/extra%d", c->at->cg, k), 0);
+	snprintf(args, sizeof(args), "{\"spiffe_id\": \"%s\", \"cgroup\": \"%s/extra%d\","
+		 " \"ips\": [\"10.234.%d.%d\"]}", c->workload, c->at->cg, k, c->at->idx, 20 + k);
+	cr_assert_eq(fw_request(c->at, "workload.add", args, NULL), 0, "workload '%s'",
+		     c->workload);
+	cr_assert_eq(fw_ctl(c->at, out, sizeof(out), "quarantine add %s --reason outage-%d",
+			    c->victim, k), 0, "%s", out);
+	cr_assert_geq(wait_listed(c->other, "quarantine.list", "quarantine", "target", c->victim,
+				  true, WAIT_MS), 0, "%s's quarantine reaches %s over the link",
+		      c->at->name, c->other->name);
+	if (!c->released)
+		return;
+	/* released at the agent that did not issue it: two agents' writes for one key */
+	cr_assert_eq(fw_ctl(c->other, out, sizeof(out), "quarantine del %s", c->victim), 0, "%s",
+		     out);
+	cr_assert_geq(wait_listed(c->at, "quarantine.list", "quarantine", "target", c->victim,
+				  false, WAIT_MS), 0, "and the release back");
+}
+
+/* Every agent holds every change of the outage, as does the store. */
+static void outage_converged(const struct outage_change *c, size_t n)
+{
+	struct fw_node *agents[] = { a1, a2 };
+
+	for (size_t i = 0; i < n; i++) {
+		cr_expect_geq(wait_listed(c[i].other, "endpoint.list", "endpoints", "spiffe_id",
+					  c[i].workload, true, WAIT_MS), 0,
+			      "%s learns '%s', registered at %s while the store was down",
+			      c[i].other->name, c[i].workload, c[i].at->name);
+		cr_expect_eq(stored(c[i].victim), !c[i].released, "the store %s '%s'",
+			     c[i].released ? "does not hold the released" : "holds", c[i].victim);
+		for (size_t j = 0; j < 2; j++)
+			cr_expect_eq(listed(agents[j], "quarantine.list", "quarantine", "target",
+					    c[i].victim), !c[i].released, "%s %s '%s'",
+				     agents[j]->name, c[i].released ? "released" : "enforces",
+				     c[i].victim);
+	}
+}
+
+/* Denied connects both ways: EPERM at once, store or no store. */
+static void denied_stays_denied(void)
+{
+	cr_expect_eq(sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, a2->waddr,
+				   SB_OTHER_PORT), -EPERM, "a denied connect stays denied");
+	cr_expect_eq(sb_connect_in(a2->wcg, a2->wns, AF_INET, SOCK_STREAM, a1->waddr,
+				   SB_OTHER_PORT), -EPERM, "both ways");
+}
+
+/*
+ * While the store is down, from t_down: the changes, a release of a
+ * quarantine the store holds (pre), a policy; then the outage goes on
+ * under load for OUTAGE_MS in all.
+ */
+static void outage(struct outage_change *change, const char *pre, long t_down)
+{
+	char out[8192];
+
+	for (int k = 0; k < OUTAGE_ROUNDS; k++) {
+		outage_change(&change[k], k);
+		denied_stays_denied();
+	}
+	cr_assert_eq(fw_ctl(a2, out, sizeof(out), "quarantine del %s", pre), 0, "%s", out);
+	cr_assert_geq(wait_listed(a1, "quarantine.list", "quarantine", "target", pre, false,
+				  WAIT_MS), 0, "a release reaches a1 over the link");
+	apply_ok(a2, mutual(2));
+	while (fw_now_ms() - t_down < OUTAGE_MS) {
+		denied_stays_denied();
+		usleep(200000);
+	}
+	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "status"), 0);
+	cr_expect_not_null(strstr(out, "UNREACHABLE"), "still down after the changes: %s", out);
+	cr_expect_eq(policy_version(a1), 1, "a policy travels only through the store");
+}
+
+static void load_report(const struct load *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		cr_expect_eq(l[i].err, 0, "flow %zu (%s -> %s, %s) broke at round %ld: %s", i,
+			     l[i].from->name, l[i].to->name,
+			     l[i].fresh ? "new connections" : "one connection", l[i].err_round,
+			     strerror(-l[i].err));
+		cr_expect(!l[i].cut_short, "flow %zu ran until the end", i);
+		printf("mesh: flow %s -> %s (%s): %ld rounds, %s\n", l[i].from->name, l[i].to->name,
+		       l[i].fresh ? "new connections" : "one connection", l[i].rounds,
+		       l[i].err ? "one failed" : "none failed");
+	}
+}
+
+Test(mesh, etcd_stopped_and_restarted_under_load_breaks_no_flow_and_converges)
+{
+	static const char pre[] = "spiffe://a.test/ns/victim/pre";
+	struct load load[] = {
+		{ .from = a1, .to = a2 }, { .from = a2, .to = a1 },
+		{ .from = a1, .to = a2, .fresh = true }, { .from = a2, .to = a1, .fresh = true },
+	};
+	struct outage_change change[OUTAGE_ROUNDS];
+	struct fg_etcd *etcd = &w.mesh[0].etcd;
+	size_t n_load = sizeof(load) / sizeof(load[0]);
+	long t, t_down, t_up;
+	char out[8192];
+
+	mesh_ready();
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "quarantine add %s", pre), 0, "%s", out);
+	for (t = fw_now_ms(); fw_now_ms() - t < WAIT_MS && !stored(pre);)
+		usleep(20000);
+	cr_assert(stored(pre), "a quarantine in the store before the outage");
+	load_start(load, n_load);
+	usleep(500000);
+
+	fg_etcd_stop(etcd);
+	t_down = fw_now_ms();
+	cr_assert_geq(wait_store(a1, false, WAIT_MS), 0, "a1 finds the store gone");
+	cr_assert_geq(wait_store(a2, false, WAIT_MS), 0, "and a2");
+	cr_expect_eq(fw_ctl(a2, out, sizeof(out), "status"), 0);
+	cr_expect_not_null(strstr(out, "UNREACHABLE"), "status says so: %s", out);
+	cr_expect_not_null(strstr(out, "enforcing the last known state"), "%s", out);
+	outage(change, pre, t_down);
+
+	cr_assert_eq(fg_etcd_restart(etcd), 0);
+	t_up = fw_now_ms();
+	printf("mesh: etcd down for %ld ms under load; meanwhile %d workloads registered, %d "
+	       "quarantines issued and %d released, a policy applied\n", t_up - t_down,
+	       OUTAGE_ROUNDS, OUTAGE_ROUNDS, OUTAGE_ROUNDS / 2 + 1);
+	cr_expect_geq(wait_store(a1, true, WAIT_MS), 0, "a1's writes reach the store once back");
+	cr_expect_geq(wait_store(a2, true, WAIT_MS), 0, "and a2's");
+	t = wait_version(a1, 2, WAIT_MS);
+	cr_expect_geq(t, 0, "the policy applied at a2 while the store was down reaches a1");
+	printf("mesh: etcd back; both agents' writes in the store %ld ms later, the policy at a1 "
+	       "%ld ms later\n", fw_now_ms() - t_up, t);
+	for (int i = 0; i < 2; i++) {
+		if (i)
+			usleep(1000000);	/* and nothing lands later that undoes them */
+		outage_converged(change, OUTAGE_ROUNDS);
+		cr_expect(!stored(pre), "the release made meanwhile reaches the store");
+		cr_expect(!listed(a1, "quarantine.list", "quarantine", "target", pre));
+		cr_expect(!listed(a2, "quarantine.list", "quarantine", "target", pre));
+	}
+	cr_expect_eq(fw_ctl(a1, out, sizeof(out), "status"), 0);
+	cr_expect_not_null(strstr(out, "reachable, in sync"), "%s", out);
+
+	load_stop(load, n_load);
+	load_report(load, n_load);
+	denied_stays_denied();
+}
+
 Test(mesh, a_dead_agents_endpoints_expire)
 {
 	long t;
@@ -694,6 +977,144 @@ Test(federation, a_foreign_quarantine_stays_home_and_is_reported)
 	cr_expect(!listed(b2, "quarantine.list", "quarantine", "target", b1->wid));
 	cr_expect_eq(fw_ctl(b2, out, sizeof(out), "alerts"), 0);
 	cr_expect_not_null(strstr(out, "a.test"), "fedguardctl alerts shows it: %s", out);
+}
+
+/* Whether o's member name is the string value. */
+static bool field_is(struct json_object *o, const char *name, const char *value)
+{
+	struct json_object *v = json_object_object_get(o, name);
+
+	return v && json_object_is_type(v, json_type_string) &&
+	       strcmp(json_object_get_string(v), value) == 0;
+}
+
+/* The alert of kind about target that n got from another agent within ms, or NULL; the caller's. */
+static struct json_object *wait_alert(struct fw_node *n, const char *kind, const char *target,
+				      long ms)
+{
+	long t0 = fw_now_ms();
+
+	while (fw_now_ms() - t0 < ms) {
+		struct json_object *res = NULL, *remote = NULL, *found = NULL;
+
+		if (fw_request(n, "alerts", NULL, &res) == 0)
+			remote = json_object_object_get(res, "remote");
+		for (size_t i = 0; remote && i < json_object_array_length(remote) && !found; i++) {
+			struct json_object *al = json_object_array_get_idx(remote, i);
+
+			if (field_is(al, "kind", kind) && field_is(al, "target", target))
+				found = json_object_get(al);
+		}
+		json_object_put(res);
+		if (found)
+			return found;
+		usleep(5000);
+	}
+	return NULL;
+}
+
+/*
+ * Both agents of mesh b are told of kind about target by mesh a, as alerts
+ * to another mesh are (no text); t0: when the change was made. The alert's
+ * id goes to id.
+ */
+static void b_alerted(const char *kind, const char *target, long t0, char *id, size_t len)
+{
+	struct fw_node *b[] = { b1, b2 };
+
+	for (size_t i = 0; i < 2; i++) {
+		struct json_object *al = wait_alert(b[i], kind, target, WAIT_MS);
+
+		cr_assert_not_null(al, "%s gets a %s alert about '%s'", b[i]->name, kind, target);
+		printf("federation: %s alert about %s at %s after %ld ms\n", kind, target,
+		       b[i]->name, fw_now_ms() - t0);
+		cr_expect(field_is(al, "trust_domain", "a.test"), "from mesh a");
+		cr_expect_null(json_object_object_get(al, "reason"),
+			       "the text stays home, as with every alert to another mesh");
+		snprintf(id, len, "%s", json_object_get_string(json_object_object_get(al, "id")));
+		json_object_put(al);
+	}
+}
+
+Test(federation, a_foreign_quarantines_release_is_reported)
+{
+	char out[4096], id[512], released[512];
+	long t;
+	int fd;
+
+	federation_ready();
+	t = fw_now_ms();
+	cr_assert_eq(fw_ctl(a2, out, sizeof(out), "quarantine add %s --reason suspicious",
+			    b1->wid), 0, "%s", out);
+	b_alerted("foreign_quarantine", b1->wid, t, id, sizeof(id));
+	cr_expect_eq(sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, b1->waddr,
+				   SB_ECHO_PORT), -EPERM, "in force in mesh a");
+
+	t = fw_now_ms();
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "quarantine del %s", b1->wid), 0, "%s", out);
+	b_alerted("foreign_quarantine_released", b1->wid, t, released, sizeof(released));
+	cr_expect(strncmp(released, id, strlen(id)) == 0 && strcmp(released + strlen(id),
+								   "/released") == 0,
+		  "the release names the quarantine it ends: '%s' after '%s'", released, id);
+	cr_expect_eq(fw_ctl(b2, out, sizeof(out), "alerts"), 0);
+	cr_expect_not_null(strstr(out, "foreign_quarantine_released"), "fedguardctl alerts: %s",
+			   out);
+	fd = call(a1, b1, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "and traffic flows again: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+}
+
+Test(federation, a_foreign_trust_domain_quarantine_stays_home_is_reported_and_released)
+{
+	static const char b_td[] = "spiffe://b.test";
+	char out[4096], id[512];
+	int ab, ba, fd;
+	long t;
+
+	federation_ready();
+	ab = call(a1, b1, SB_ECHO_PORT);
+	cr_assert_geq(ab, 0, "a live flow a1 -> b1: %s", strerror(-ab));
+	ba = call(b2, a2, SB_ECHO_PORT);
+	cr_assert_geq(ba, 0, "and b2 -> a2: %s", strerror(-ba));
+
+	t = fw_now_ms();
+	cr_assert_eq(fw_ctl(a2, out, sizeof(out), "quarantine add %s --reason td", b_td), 0, "%s",
+		     out);
+	cr_assert_geq(wait_listed(a1, "quarantine.list", "quarantine", "target", b_td, true,
+				  WAIT_MS), 0, "every agent of mesh a enforces it");
+	printf("federation: quarantine of trust domain b.test issued at a2 in force at a1 after "
+	       "%ld ms\n", fw_now_ms() - t);
+	b_alerted("foreign_quarantine", b_td, t, id, sizeof(id));
+	fd = sb_echo(ab, "after", ECHO_MS);
+	cr_expect(fd != 0 && fd != -ETIMEDOUT, "a1's live flow to b.test is cut (destroyed, not "
+		  "stalled): %s", strerror(-fd));
+	cr_expect_neq(sb_echo(ba, "after", ECHO_MS), 0, "and b.test's live flow into a2");
+	close(ab);
+	close(ba);
+	cr_expect_eq(sb_connect_in(a1->wcg, a1->wns, AF_INET, SOCK_STREAM, b1->waddr,
+				   SB_ECHO_PORT), -EPERM, "a1 calls no workload of b.test");
+	fd = call(b2, a2, SB_ECHO_PORT);
+	cr_expect_lt(fd, 0, "and a2 takes no call from one");
+	if (fd >= 0)
+		close(fd);
+	cr_expect(!listed(b1, "quarantine.list", "quarantine", "target", b_td),
+		  "mesh b does not enforce what mesh a says of it");
+	cr_expect(!listed(b2, "quarantine.list", "quarantine", "target", b_td));
+
+	t = fw_now_ms();
+	cr_assert_eq(fw_ctl(a1, out, sizeof(out), "quarantine del %s", b_td), 0, "%s", out);
+	cr_assert_geq(wait_listed(a2, "quarantine.list", "quarantine", "target", b_td, false,
+				  WAIT_MS), 0, "the release reaches every agent of mesh a");
+	b_alerted("foreign_quarantine_released", b_td, t, id, sizeof(id));
+	fd = call(a1, b1, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "traffic to b.test flows again: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
+	fd = call(b2, a2, SB_ECHO_PORT);
+	cr_expect_geq(fd, 0, "and from it: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
 }
 
 Test(federation, removing_a_trust_domain_removes_what_its_mesh_announced)
