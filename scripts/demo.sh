@@ -8,7 +8,8 @@
 # their calls cross it encrypted (all but one, which policy lets take the
 # direct path with authentication alone, to compare), quarantines a
 # workload and shows its connections cut on every node, and removes
-# everything it made.
+# everything it made. It exits 1 when a result differs from the story it
+# tells (tests/test_demo.c runs it so). FG_BUILD=DIR uses that build.
 #
 #   sudo bash scripts/demo.sh          run it, then clean up
 #   sudo bash scripts/demo.sh --keep   leave it running to explore
@@ -36,9 +37,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 D=/tmp/fedguard-demo
-AGENT=$top/build/agent/fedguardd
-CTL=$top/build/tools/fedguardctl
-CA=$top/build/tools/fedguard-ca
+# FG_BUILD: the meson build directory to use (default build/; the tests give theirs)
+BUILD=${FG_BUILD:-$top/build}
+AGENT=$BUILD/agent/fedguardd
+CTL=$BUILD/tools/fedguardctl
+CA=$BUILD/tools/fedguard-ca
 NODES=(shop1 shop2 bank1 bank2)
 declare -A TD=([shop1]=shop.example [shop2]=shop.example [bank1]=bank.example [bank2]=bank.example)
 declare -A IDX=([shop1]=1 [shop2]=2 [bank1]=3 [bank2]=4)
@@ -61,6 +64,10 @@ ctl() { local n=$1; shift; "$CTL" --instance "demo-$n" "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# Results that differ from the story the demo tells: counted, shown in
+# capitals, and the demo's exit status is 1 when there is any.
+unexpected=0
+surprise() { unexpected=$((unexpected + 1)); }
 
 # --- tear-down ------------------------------------------------------------------------------
 
@@ -101,8 +108,8 @@ scripts/setup.sh
 if ! command -v socat >/dev/null; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends socat >/dev/null
 fi
-[ -f build/build.ninja ] || meson setup build >/dev/null
-meson compile -C build >/dev/null
+[ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" >/dev/null
+meson compile -C "$BUILD" >/dev/null
 
 down	# a demo left by --keep, or by an interrupted run
 mkdir -p "$D"
@@ -348,6 +355,10 @@ report() {	# $1 from, $2 to, $3 expected (allowed|denied), $4 why
 	local got
 	got=$(call "$1" "$2")
 	if [ "$got" = ok ]; then got=allowed; else got="denied ($got)"; fi
+	if [ "${got%% *}" != "$3" ]; then
+		surprise
+		got="$got, EXPECTED $3"
+	fi
 	printf '   %-42s -> %-38s %s   [%s]\n' "${WID[$1]}" "${WID[$2]}" "$got" "$4"
 }
 report shop1 shop2 allowed "inside shop.example: encrypted, TLS 1.3 between the workloads' SVIDs"
@@ -378,9 +389,9 @@ for f in shop1-shop2 shop1-bank1 bank1-bank2; do
 	[ "$f" = bank1-bank2 ] && how=authenticated
 	case $how-$(captured "${SECRET[$f]}" && echo seen || echo unseen) in
 	encrypted-unseen) what="not in the capture" ;;
-	encrypted-seen) what="IN THE CAPTURE, in clear" ;;
+	encrypted-seen) what="IN THE CAPTURE, in clear"; surprise ;;
 	authenticated-seen) what="in the capture, in clear" ;;
-	authenticated-unseen) what="NOT in the capture: did the capture miss it?" ;;
+	authenticated-unseen) what="NOT in the capture: did the capture miss it?"; surprise ;;
 	esac
 	note "$(printf '%-16s %-14s %-14s %s' "${SECRET[$f]}" "${f/-/ -> }" "$how" "$what")"
 done
@@ -405,6 +416,7 @@ for f in shop1-shop2 shop1-bank1; do
 		note "connection ${f/-/ -> }: cut ($(( ($(sed -n 's/cut: //p' "$D/live-$f") / 1000000) - t0 )) ms after the command started)"
 	else
 		note "connection ${f/-/ -> }: NOT cut"
+		surprise
 	fi
 done
 for n in shop1 shop2 bank1; do note "$(printf '%-6s %s' "$n" "$(tunnel_line "$n")")"; done
@@ -430,4 +442,8 @@ if [ "$keep" = 1 ]; then
 	note "remove it all: sudo bash scripts/demo.sh --down"
 else
 	say "Done: removing everything the demo made"
+fi
+if [ "$unexpected" -gt 0 ]; then
+	echo "demo.sh: $unexpected result(s) differ from the story told above" >&2
+	exit 1
 fi
