@@ -57,26 +57,19 @@ static struct fw_node *a1 = &w.node[0], *a2 = &w.node[1];
 /* --- the world -------------------------------------------------------------------------------- */
 
 /* Everything of the world, torn down again on failure: a failed init gets no fini. */
-static void mesh_up(void)
+static void world_up(int meshes, fw_extra_fn extra, void *ctx)
 {
-	const char *what = "the world";
-	int r;
+	char why[256];
 
 	fg_test_require_root_bpf();
 	fg_etcd_require();
-	r = fw_setup(&w, 1, 2);
-	for (int i = 0; !r && i < w.n_nodes; i++) {
-		what = w.node[i].name;
-		r = fw_agent_start(&w, &w.node[i], NULL);
-		if (!r)
-			r = fw_register(&w.node[i]);
-	}
-	if (r) {
-		if (what[0] == 'a' && what[1] >= '1' && what[1] <= '2')
-			sb_sh("tail -n 5 %s >&2", fw_log_path(&w.node[what[1] - '1']));
-		fw_teardown(&w);
-		cr_assert_fail("%s: %s", what, strerror(-r));
-	}
+	if (fw_up(&w, meshes, 2, extra, ctx, why, sizeof(why)))
+		cr_assert_fail("%s", why);
+}
+
+static void mesh_up(void)
+{
+	world_up(1, NULL, NULL);
 }
 
 static void mesh_down(void)
@@ -783,25 +776,7 @@ static struct fw_node *b1 = &w.node[2], *b2 = &w.node[3];
 
 static void fed_up(void)
 {
-	const char *what = "the world";
-	int r;
-
-	fg_test_require_root_bpf();
-	fg_etcd_require();
-	r = fw_setup(&w, 2, 2);
-	for (int i = 0; !r && i < w.n_nodes; i++) {
-		what = w.node[i].name;
-		r = fw_agent_start(&w, &w.node[i], NULL);
-		if (!r)
-			r = fw_register(&w.node[i]);
-	}
-	if (r) {
-		for (int i = 0; i < w.n_nodes; i++)
-			if (strcmp(what, w.node[i].name) == 0)
-				sb_sh("tail -n 5 %s >&2", fw_log_path(&w.node[i]));
-		fw_teardown(&w);
-		cr_assert_fail("%s: %s", what, strerror(-r));
-	}
+	world_up(2, NULL, NULL);
 }
 
 TestSuite(federation, .init = fed_up, .fini = mesh_down, .timeout = 300);
@@ -1391,18 +1366,8 @@ Test(federation, a_bundle_endpoint_serving_garbage_a_huge_body_or_an_older_bundl
  */
 static void tls_up(const char *path)
 {
-	int r;
-
-	fg_test_require_root_bpf();
-	fg_etcd_require();
 	w.store_tls_path = path;
-	r = fw_setup(&w, 1, 2);
-	for (int i = 0; !r && i < w.n_nodes; i++)
-		r = fw_agent_start(&w, &w.node[i], NULL) ?: fw_register(&w.node[i]);
-	if (r) {
-		fw_teardown(&w);
-		cr_assert_fail("the world: %s", strerror(-r));
-	}
+	world_up(1, NULL, NULL);
 }
 
 static void tls_good_up(void)
@@ -1453,22 +1418,18 @@ Test(mesh_tls, a_store_with_another_identity_is_refused, .init = tls_bad_up, .fi
 
 /* --- alerts across the federation ----------------------------------------------------------------- */
 
+/* a.test's agents get ctx's options, b.test's a low deny threshold */
+static const char *const *alerts_extra(const struct fw_node *n, void *ctx)
+{
+	static const char *const low[] = { "--alert-deny-threshold=5", "--alert-window=30", NULL };
+
+	return n->mesh == 0 ? ctx : low;
+}
+
 /* The federation with a low deny threshold, and more options for a.test's agents. */
 static void alerts_up(const char *const *a_extra)
 {
-	static const char *const low[] = { "--alert-deny-threshold=5", "--alert-window=30", NULL };
-	int r;
-
-	fg_test_require_root_bpf();
-	fg_etcd_require();
-	r = fw_setup(&w, 2, 2);
-	for (int i = 0; !r && i < w.n_nodes; i++)
-		r = fw_agent_start(&w, &w.node[i], w.node[i].mesh == 0 ? a_extra : low) ?:
-		    fw_register(&w.node[i]);
-	if (r) {
-		fw_teardown(&w);
-		cr_assert_fail("the world: %s", strerror(-r));
-	}
+	world_up(2, alerts_extra, (void *)a_extra);
 }
 
 static void alerts_redacted_up(void)

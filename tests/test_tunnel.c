@@ -48,33 +48,30 @@ static struct fw_node *a1 = &w.node[0], *a2 = &w.node[1], *b1 = &w.node[2];
 
 /* --- the world -------------------------------------------------------------------------------- */
 
+/* Every agent with the tunnel, metrics on its node's address, and allowed flows reported. */
+static const char *const *agent_args(const struct fw_node *n, void *ctx)
+{
+	static char tunnel[FW_NODES_MAX][64], metrics[FW_NODES_MAX][64];
+	static const char *args[FW_NODES_MAX][4];
+	int i = n->idx - 1;
+
+	snprintf(tunnel[i], sizeof(tunnel[i]), "--tunnel-listen=%s:%d", n->addr, TUNNEL_PORT);
+	snprintf(metrics[i], sizeof(metrics[i]), "--metrics-listen=%s:%d", n->addr, METRICS_PORT);
+	args[i][0] = tunnel[i];
+	args[i][1] = metrics[i];
+	args[i][2] = "--log-allowed";
+	args[i][3] = NULL;
+	return args[i];
+}
+
 static void world_up(void)
 {
-	char tunnel[64], metrics[64];
-	const char *extra[] = { tunnel, metrics, "--log-allowed", NULL };
-	const char *what = "the world";
-	int r;
+	char why[256];
 
 	fg_test_require_root_bpf();
 	fg_etcd_require();
-	r = fw_setup(&w, 2, 2);
-	for (int i = 0; !r && i < w.n_nodes; i++) {
-		what = w.node[i].name;
-		snprintf(tunnel, sizeof(tunnel), "--tunnel-listen=%s:%d", w.node[i].addr,
-			 TUNNEL_PORT);
-		snprintf(metrics, sizeof(metrics), "--metrics-listen=%s:%d", w.node[i].addr,
-			 METRICS_PORT);
-		r = fw_agent_start(&w, &w.node[i], extra);
-		if (!r)
-			r = fw_register(&w.node[i]);
-	}
-	if (r) {
-		for (int i = 0; i < w.n_nodes; i++)
-			if (strcmp(what, w.node[i].name) == 0)
-				sb_sh("tail -n 5 %s >&2", fw_log_path(&w.node[i]));
-		fw_teardown(&w);
-		cr_assert_fail("%s: %s", what, strerror(-r));
-	}
+	if (fw_up(&w, 2, 2, agent_args, NULL, why, sizeof(why)))
+		cr_assert_fail("%s", why);
 }
 
 static void world_down(void)

@@ -372,6 +372,32 @@ static void agent_exec(struct fw_world *w, struct fw_node *n, const char *const 
 	_exit(127);
 }
 
+int fw_up(struct fw_world *w, int meshes, int per_mesh, fw_extra_fn extra, void *ctx, char *why,
+	  size_t len)
+{
+	int r = fw_setup(w, meshes, per_mesh);
+
+	if (r) {
+		snprintf(why, len, "the world: %s", strerror(-r));
+		fw_teardown(w);
+		return r;
+	}
+	for (int i = 0; i < w->n_nodes; i++) {
+		struct fw_node *n = &w->node[i];
+
+		r = fw_agent_start(w, n, extra ? extra(n, ctx) : NULL);
+		if (!r)
+			r = fw_register(n);
+		if (r) {
+			snprintf(why, len, "%s: %s", n->name, strerror(-r));
+			sb_sh("tail -n 5 %s >&2", fw_log_path(n));
+			fw_teardown(w);
+			return r;
+		}
+	}
+	return 0;
+}
+
 int fw_agent_start(struct fw_world *w, struct fw_node *n, const char *const *extra)
 {
 	long deadline = fw_now_ms() + READY_MS;

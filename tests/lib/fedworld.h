@@ -69,6 +69,18 @@ struct fw_world {
 /* Builds meshes x per_mesh nodes with workloads, CAs, keys and an etcd each. 0 or -errno. */
 int fw_setup(struct fw_world *w, int meshes, int per_mesh);
 
+/* The extra agent arguments of node n (NULL-terminated, or NULL for none). */
+typedef const char *const *(*fw_extra_fn)(const struct fw_node *n, void *ctx);
+
+/*
+ * fw_setup(), then every node's agent started (with extra(n, ctx)'s
+ * arguments when extra is given) and its workload registered. On failure
+ * the failing node's last log lines go to stderr, everything is torn down,
+ * and why names the node and the cause. 0 or -errno.
+ */
+int fw_up(struct fw_world *w, int meshes, int per_mesh, fw_extra_fn extra, void *ctx, char *why,
+	  size_t len);
+
 /* Stops and removes everything fw_setup() and the agents made. */
 void fw_teardown(struct fw_world *w);
 
