@@ -436,6 +436,7 @@ void fed_dispatch(struct agent *a, const struct pollfd *p, size_t n)
 		if (read(a->fed->timer_fd, &ticks, sizeof(ticks)) < 0)
 			log_debug("mesh timer: %m");
 		fed_bundles_tick(a);
+		fed_sync_unconfirmed(a);
 		if (++a->fed->ticks % TELEMETRY_PERIOD_S == 0)
 			fed_links_telemetry(a);
 	}
@@ -694,6 +695,7 @@ void fed_stop(struct agent *a)
 	json_object_put(f->snap);
 	json_object_put(f->alerts);
 	json_object_put(f->alert_ids);
+	json_object_put(f->unconfirmed);
 	json_object_put(f->telemetry);
 	free(f->remotes);
 	auth_trust_put(f->store_trust);

@@ -74,6 +74,13 @@ struct fed {
 	struct json_object *mirror;
 	struct json_object *snap;
 	bool synced;				/* a whole listing has arrived */
+	/*
+	 * Quarantines of the mesh another agent issued that this one heard
+	 * of by push but the store did not hold at its last listing: target
+	 * -> when that was seen (io_now_ms()). Lifted once absent for
+	 * FED_UNCONFIRMED_MS (fed_sync_unconfirmed()).
+	 */
+	struct json_object *unconfirmed;
 	int64_t policy_rev;			/* mod_revision of "policy", 0: absent */
 	int timer_fd;				/* 1 s: fetches, the endpoint's SVID */
 
@@ -120,6 +127,17 @@ void fed_policy_publish(struct agent *a);
 
 /* fed_sync.c: the local state brought to the mirror, all of it or what key concerns. */
 void fed_sync_all(struct agent *a);
+
+/*
+ * How long a quarantine another agent issued may be missing from the store
+ * before this agent, which heard of it by push, takes it as released: more
+ * than the store client's longest retry wait, so that an issuer's write
+ * queued behind an outage lands first.
+ */
+enum { FED_UNCONFIRMED_MS = 6000 };
+
+/* Lifts the unconfirmed quarantines whose time is up; every second. */
+void fed_sync_unconfirmed(struct agent *a);
 void fed_sync_key(struct agent *a, const char *key);
 
 /*

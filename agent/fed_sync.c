@@ -21,6 +21,7 @@
 #include "agent.h"
 #include "commands.h"
 #include "fed_int.h"
+#include "io.h"
 #include "log.h"
 #include "mstore.h"
 #include "spiffe.h"
@@ -255,10 +256,68 @@ static int mark_stored(struct agent *a)
 	return next ? agent_commit(a, next, &err) : 0;
 }
 
+/* Whether rec names this node as its issuer (a record without one counts as ours). */
+static bool issued_here(struct agent *a, struct json_object *rec)
+{
+	const char *issuer = string_of(rec, "issuer");
+
+	return !issuer || strcmp(issuer, a->fed->name) == 0;
+}
+
+/*
+ * A record another agent issued, pushed to us, that the store does not
+ * hold: its issuer puts it there (its write may still be queued behind an
+ * outage), or released it while we could not hear the release. We do not
+ * write it (that would undo a release), and lift it only if the store still
+ * lacks it after FED_UNCONFIRMED_MS.
+ */
+static void await_confirmation(struct agent *a, const char *target)
+{
+	struct fed *f = a->fed;
+
+	if (!f->unconfirmed)
+		f->unconfirmed = json_object_new_object();
+	if (!json_object_object_get_ex(f->unconfirmed, target, NULL))
+		json_object_object_add(f->unconfirmed, target, json_object_new_int64(io_now_ms()));
+}
+
+void fed_sync_unconfirmed(struct agent *a)
+{
+	struct fed *f = a->fed;
+	struct json_object *due = json_object_new_array();
+
+	if (!f->unconfirmed || !f->synced) {
+		json_object_put(due);
+		return;
+	}
+	json_object_object_foreach(f->unconfirmed, target, since)
+	{
+		if (io_now_ms() - json_object_get_int64(since) >= FED_UNCONFIRMED_MS ||
+		    in_mirror(f, target))
+			json_object_array_add(due, json_object_new_string(target));
+	}
+	for (size_t i = 0; i < json_object_array_length(due); i++) {
+		const char *t = json_object_get_string(json_object_array_get_idx(due, i));
+		struct json_object *rec;
+		bool stored;
+
+		if (!in_mirror(f, t) &&
+		    json_object_object_get_ex(state_section(a->state, "quarantine"), t, &rec) &&
+		    mesh_record(rec, &stored) && !stored) {
+			log_info("quarantine of '%s': the store has not had it for %d ms since we "
+				 "listed it: released by its issuer", t, FED_UNCONFIRMED_MS);
+			lift(a, t);
+		}
+		json_object_object_del(f->unconfirmed, t);
+	}
+	json_object_put(due);
+}
+
 /*
  * A record of the mesh that the store no longer holds was lifted by some
- * agent, if the store had it; one it never had was taken while the store
- * was away, and goes to it now.
+ * agent, if the store had it. One it never had was taken while the store
+ * was away: if this node issued it, it goes to the store now; if another
+ * did, that agent writes it, and this one waits (await_confirmation()).
  */
 static void sync_quarantine_all(struct agent *a)
 {
@@ -273,8 +332,10 @@ static void sync_quarantine_all(struct agent *a)
 			continue;
 		if (stored)
 			json_object_array_add(lifted, json_object_new_string(target));
-		else
+		else if (issued_here(a, rec))
 			json_object_array_add(held, json_object_new_string(target));
+		else
+			await_confirmation(a, target);
 	}
 	for (size_t i = 0; i < json_object_array_length(held); i++) {
 		const char *t = json_object_get_string(json_object_array_get_idx(held, i));

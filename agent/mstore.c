@@ -295,7 +295,12 @@ static void watch_event(void *ctx, const struct store_event *ev)
 	}
 }
 
-/* A snapshot of the prefix into the queue, then a watch from the revision after it. */
+/*
+ * A snapshot of the prefix into the queue, then a watch from the revision after it. The
+ * watch starts only once the snapshot is queued: its thread queues events as they come, and
+ * an event queued before the snapshot it follows would be applied first and then undone by
+ * the snapshot (a deletion made just after the list came back as the listed key).
+ */
 static int list_and_watch(struct mstore *m)
 {
 	struct qev *begin, *end;
@@ -315,12 +320,11 @@ static int list_and_watch(struct mstore *m)
 	reached(m);
 	begin = qev_new(MSTORE_SNAPSHOT, NULL, NULL, 0, rev);
 	end = qev_new(MSTORE_SYNCED, NULL, NULL, 0, rev);
-	r = store_watch_start(m->st, m->prefix, rev + 1, watch_event, m, &m->watch);
-	if (!begin || !end || r < 0) {
+	if (!begin || !end) {
 		free(begin);
 		free(end);
 		snap_drop(m);
-		return r < 0 ? r : -ENOMEM;
+		return -ENOMEM;
 	}
 	begin->next = m->snap_head ? m->snap_head : end;
 	if (m->snap_tail)
@@ -334,6 +338,9 @@ static int list_and_watch(struct mstore *m)
 	m->snap_head = m->snap_tail = NULL;
 	m->snap_n = 0;
 	wake(m->ev_fd);
+	r = store_watch_start(m->st, m->prefix, rev + 1, watch_event, m, &m->watch);
+	if (r < 0)
+		return r;	/* listed stays false: the next round lists again */
 	m->listed = true;
 	return 0;
 }
