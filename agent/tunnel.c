@@ -609,7 +609,7 @@ static int out_connect(struct flow *f)
 	return out_request(f);
 }
 
-/* --- the destination role: a peer agent's tunnel ------------------------------------------------ */
+/* --- the destination role: a peer agent's tunnel ---------------------------------------------- */
 
 /* The caller: a known identity of another node, connecting from that node. */
 static int in_caller(struct flow *f, const struct svid_result *caller)
@@ -746,7 +746,7 @@ static int in_accept(struct flow *f)
 	return r;
 }
 
-/* --- a flow's thread --------------------------------------------------------------------------- */
+/* --- a flow's thread -------------------------------------------------------------------------- */
 
 static void flow_log_refusal(const struct flow *f)
 {
@@ -830,7 +830,7 @@ static int flow_start(struct tunnel *t, enum flow_role role, int fd)
 	return 0;
 }
 
-/* --- listeners --------------------------------------------------------------------------------- */
+/* --- listeners -------------------------------------------------------------------------------- */
 
 static void accept_one(struct tunnel *t, int lfd, enum flow_role role)
 {

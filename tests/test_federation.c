@@ -1396,7 +1396,8 @@ Test(mesh_tls, agents_reach_an_https_store_with_their_node_svids, .init = tls_go
 	cr_assert_eq(fw_agent_start(&w, a2, NULL), 0);
 	t = wait_listed(a2, "quarantine.list", "quarantine", "target", a2->wid, false, WAIT_MS);
 	if (t < 0)
-		sb_sh("tail -n 40 %s >&2; echo ==== a1 >&2; tail -n 20 %s >&2", fw_log_path(a2), fw_log_path(a1));
+		sb_sh("tail -n 40 %s >&2; echo ==== a1 >&2; tail -n 20 %s >&2", fw_log_path(a2),
+		      fw_log_path(a1));
 	cr_expect_geq(t, 0, "what a2 missed comes from the https store");
 	cr_expect_eq(fw_ctl(a2, out, sizeof(out), "status"), 0);
 	cr_expect_not_null(strstr(out, "https://10.234.0.1:2379, reachable, in sync"), "%s", out);

@@ -197,7 +197,7 @@ static void scrape(struct fw_node *n, char *out, size_t len)
 	close(fd);
 }
 
-/* --- capture ------------------------------------------------------------------------------------ */
+/* --- capture ---------------------------------------------------------------------------------- */
 
 struct capture {
 	pid_t pid;
@@ -236,7 +236,7 @@ static bool captured(const struct capture *c, const char *needle)
 	return sb_sh("grep -qaF '%s' %s", needle, c->path) == 0;
 }
 
-/* --- tests -------------------------------------------------------------------------------------- */
+/* --- tests ------------------------------------------------------------------------------------ */
 
 /* The flow_id of n's latest tunnel record between local and peer, allowed; "" when none. */
 static void tunnel_record(struct fw_node *n, const char *local, const char *peer, char *id,
@@ -495,7 +495,7 @@ Test(tunnel, a_gibibyte_and_a_half_close_cross_intact)
 		     (unsigned long long)got, BULK_BYTES);
 }
 
-/* --- callers that are not who they must be ------------------------------------------------------ */
+/* --- callers that are not who they must be ---------------------------------------------------- */
 
 /*
  * A TLS 1.3 client on the tunnel port of b1, from node ns, presenting
