@@ -211,9 +211,13 @@ static void capture_start(struct capture *c)
 	c->pid = fork();
 	cr_assert_geq(c->pid, 0);
 	if (c->pid == 0) {
-		/* -Z root: the capture goes into the world's directory, root's alone */
-		execlp("ip", "ip", "netns", "exec", w.xns, "tcpdump", "-Z", "root", "--immediate-mode", "-i", "br0",
-		       "-U", "-s", "0", "-w", c->path, (char *)NULL);
+		/*
+		 * -Z root: the capture goes into the world's directory, root's alone;
+		 * --immediate-mode: no packet waits in the kernel's buffer when it stops
+		 */
+		execlp("ip", "ip", "netns", "exec", w.xns, "tcpdump", "-Z", "root",
+		       "--immediate-mode", "-i", "br0", "-U", "-s", "0", "-w", c->path,
+		       (char *)NULL);
 		_exit(127);
 	}
 	/* tcpdump says nothing on stdout when it is ready: wait for its file */
