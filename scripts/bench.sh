@@ -5,8 +5,9 @@
 #   sudo bash scripts/bench.sh [--quick] [--only NAME]...
 #
 # NAME: prog (3, BPF_PROG_TEST_RUN per packet), net (1 per request, 2 per connection,
-# 6 policy, 7 footprint), quarantine (4), auth (5, handshakes and time to first byte),
-# tunnel (issue 8 item 6: the encrypted transport against the direct path).
+# 6 policy, 7 footprint), quarantine (4: one node and a federation of four agents),
+# auth (5, handshakes and time to first byte), tunnel (issue 8 item 6: the encrypted
+# transport against the direct path).
 # --quick: short runs that show every benchmark works; its figures are not worth quoting.
 # Installs what the benchmarks need beyond the tests (iptables, nftables), builds, runs.
 # Figures are medians over interleaved rounds; docs/BENCHMARKS.md explains each.
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-	sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '4,14p' "$0" | sed 's/^# \{0,1\}//'
 	exit "$1"
 }
 
@@ -102,6 +103,7 @@ for n in "${only[@]}"; do
 	net) run net bash bench/net.sh "$build" "${quick[@]}" ;;
 	quarantine)
 		run quarantine env FEDGUARDD="$build/agent/fedguardd" \
+			FEDGUARDCTL="$build/tools/fedguardctl" FEDGUARD_CA="$build/tools/fedguard-ca" \
 			"$build/bench/bench_quarantine" "${quick[@]}"
 		;;
 	auth)
