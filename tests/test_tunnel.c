@@ -596,13 +596,16 @@ Test(tunnel, closing_a_tunnelled_connection_ends_its_flow_at_both_agents)
 	int fd = tunnelled_call();
 
 	cr_expect_eq(tunnel_field(a1, "active"), 1);
-	/* a plain close(): its FIN leaves after sock_release forgot the socket's binding */
+	/*
+	 * A plain close(): its FIN leaves after sock_release forgot the socket's binding.
+	 * Dropped, the flow lingered for minutes until retransmits gave up; the bound on
+	 * the wait below is far above the milliseconds it takes, and far below that.
+	 */
 	close(fd);
 	t0 = fw_now_ms();
 	while (fw_now_ms() - t0 < WAIT_MS && (tunnel_field(a1, "active") || tunnel_field(b1, "active")))
 		usleep(20000);
 	cr_expect_eq(tunnel_field(a1, "active"), 0, "a1 still relays a closed connection");
 	cr_expect_eq(tunnel_field(b1, "active"), 0, "b1 still relays a closed connection");
-	cr_expect_lt(fw_now_ms() - t0, 3000, "the flow took %ld ms to end", fw_now_ms() - t0);
 	cr_expect_eq(tunnel_field(a1, "cut"), 0, "the flow was cut, not closed");
 }
