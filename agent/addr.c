@@ -93,3 +93,24 @@ int addr_format_prefix(const struct fg_ipcache_key *k, char *buf, size_t len)
 		return snprintf(buf, len, "%s", host) < (int)len ? 0 : -ENOSPC;
 	return snprintf(buf, len, "%s/%u", host, plen) < (int)len ? 0 : -ENOSPC;
 }
+
+socklen_t addr_node_sockaddr(const __u8 node[16], __u16 port, struct sockaddr_storage *ss)
+{
+	static const __u8 mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	memset(ss, 0, sizeof(*ss));
+	if (memcmp(node, mapped, sizeof(mapped)) == 0) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		memcpy(&sin->sin_addr, node + 12, 4);
+		return sizeof(*sin);
+	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
+	memcpy(&sin6->sin6_addr, node, 16);
+	return sizeof(*sin6);
+}

@@ -8,6 +8,7 @@
 #define FEDGUARD_ADDR_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include <fedguard/abi.h>
 
@@ -19,6 +20,9 @@ int addr_parse_prefix(const char *s, struct fg_ipcache_key *out);
 
 /* A host address as the 16 bytes of fg_ipcache_value.node. */
 int addr_parse_node(const char *s, __u8 out[16]);
+
+/* The socket address of a node address (IPv4-mapped means IPv4) and port (host order). */
+socklen_t addr_node_sockaddr(const __u8 node[16], __u16 port, struct sockaddr_storage *ss);
 
 /* The canonical text of a prefix ("10.0.0.1", "fd00::/64"). */
 int addr_format_prefix(const struct fg_ipcache_key *k, char *buf, size_t len);

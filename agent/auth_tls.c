@@ -21,6 +21,7 @@
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 
+#include "addr.h"
 #include "auth_int.h"
 #include "cleanup.h"
 #include "io.h"
@@ -211,28 +212,6 @@ static int asker_prepare(struct exchange *x)
 	return 0;
 }
 
-/* A socket address of a node address (IPv4-mapped means IPv4) and port. */
-static socklen_t node_sockaddr(const __u8 node[16], __u16 port, struct sockaddr_storage *ss)
-{
-	static const __u8 mapped[12] = { [10] = 0xff, [11] = 0xff };
-
-	memset(ss, 0, sizeof(*ss));
-	if (memcmp(node, mapped, sizeof(mapped)) == 0) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		memcpy(&sin->sin_addr, node + 12, 4);
-		return sizeof(*sin);
-	}
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-
-	sin6->sin6_family = AF_INET6;
-	sin6->sin6_port = htons(port);
-	memcpy(&sin6->sin6_addr, node, 16);
-	return sizeof(*sin6);
-}
-
 /* From this node's address, so that the answerer sees the node it knows us by. */
 static int bind_source(struct exchange *x, int fd, int family)
 {
@@ -243,7 +222,7 @@ static int bind_source(struct exchange *x, int fd, int family)
 
 	if (memcmp(x->e->cfg.node, none, 16) == 0)
 		return 0;
-	len = node_sockaddr(x->e->cfg.node, 0, &src);
+	len = addr_node_sockaddr(x->e->cfg.node, 0, &src);
 	if (src.ss_family != family)
 		return 0;
 	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
@@ -255,7 +234,7 @@ static int bind_source(struct exchange *x, int fd, int family)
 static int asker_connect(struct exchange *x)
 {
 	struct sockaddr_storage to;
-	socklen_t len = node_sockaddr(x->other->node, x->e->port, &to);
+	socklen_t len = addr_node_sockaddr(x->other->node, x->e->port, &to);
 	socklen_t elen = sizeof(int);
 	char addr[INET6_ADDRSTRLEN] = "?";
 	int fd, err = 0;

@@ -93,7 +93,6 @@ static __u16 *port_of(struct sockaddr_storage *ss)
 int peerauth_tunnel_redirect(const struct peerauth_opts *o, const __u8 node[16],
 			     struct sockaddr_storage *out, socklen_t *len)
 {
-	static const __u8 mapped[12] = { [10] = 0xff, [11] = 0xff };
 	struct sockaddr_storage ss;
 	socklen_t n;
 	__u16 port;
@@ -113,18 +112,8 @@ int peerauth_tunnel_redirect(const struct peerauth_opts *o, const __u8 node[16],
 				  "redirect listener; give --tunnel-redirect");
 			return -EINVAL;
 		}
-		if (addr_unspecified(&ss)) {	/* workloads reach the node at its address */
-			memset(&ss, 0, sizeof(ss));
-			if (memcmp(node, mapped, 12) == 0) {
-				ss.ss_family = AF_INET;
-				memcpy(&((struct sockaddr_in *)&ss)->sin_addr, node + 12, 4);
-				n = sizeof(struct sockaddr_in);
-			} else {
-				ss.ss_family = AF_INET6;
-				memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, node, 16);
-				n = sizeof(struct sockaddr_in6);
-			}
-		}
+		if (addr_unspecified(&ss))	/* workloads reach the node at its address */
+			n = addr_node_sockaddr(node, 0, &ss);
 		*port_of(&ss) = htons(port + 1);
 	}
 	*out = ss;

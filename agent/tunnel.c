@@ -28,6 +28,7 @@
 
 #include <fedguard/abi.h>
 
+#include "addr.h"
 #include "auth_int.h"
 #include "cleanup.h"
 #include "io.h"
@@ -161,18 +162,6 @@ static socklen_t sockaddr_of(__u32 family, const __u32 addr[4], __u16 port,
 	sin6->sin6_port = port;
 	memcpy(&sin6->sin6_addr, addr, 16);
 	return sizeof(*sin6);
-}
-
-static socklen_t sockaddr_of_node(const __u8 node[16], __u16 port, struct sockaddr_storage *ss)
-{
-	__u32 addr[4];
-
-	if (memcmp(node, v4_mapped, 12) == 0) {
-		memcpy(addr, node + 12, 4);
-		return sockaddr_of(FG_AF_INET, addr, port, ss);
-	}
-	memcpy(addr, node, 16);
-	return sockaddr_of(FG_AF_INET6, addr, port, ss);
 }
 
 static const char *addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
@@ -579,8 +568,8 @@ static int out_request(struct flow *f)
 static int out_connect(struct flow *f)
 {
 	struct sockaddr_storage to, from;
-	socklen_t len = sockaddr_of_node(f->other->node, htons(f->t->port), &to);
-	socklen_t from_len = sockaddr_of_node(f->t->cfg.auth->cfg.node, 0, &from);
+	socklen_t len = addr_node_sockaddr(f->other->node, f->t->port, &to);
+	socklen_t from_len = addr_node_sockaddr(f->t->cfg.auth->cfg.node, 0, &from);
 	struct svid_result peer;
 	char sni[AUTH_SNI_MAX];
 	int r;

@@ -330,8 +330,8 @@ struct bad_file {
 	const char *message; /* expected on stderr, after "error: " */
 };
 
-#define AUTH_ALONE                                                                                  \
-	"--node-cert, --node-key, --node-name, --bundle, --auth-listen, --tunnel-listen and "           \
+#define AUTH_ALONE                                                                         \
+	"--node-cert, --node-key, --node-name, --bundle, --auth-listen, --tunnel-listen and "  \
 	"--tunnel-redirect need --trust-domain"
 
 /* lines 1 to 6: a node with identity and peer authentication */

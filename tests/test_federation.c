@@ -467,7 +467,7 @@ Test(mesh, an_unreachable_store_keeps_the_last_state_and_catches_up)
 	cr_expect_not_null(strstr(out, "reachable, in sync"), "%s", out);
 }
 
-/* --- etcd stopped and restarted under load ------------------------------------------------------- */
+/* --- etcd stopped and restarted under load ---------------------------------------------------- */
 
 /*
  * Flows that must not break while the store goes and comes back: each runs

@@ -378,9 +378,11 @@ static void register_world(void)
 	/* policy allows both; only the quarantine keeps the client from BAD */
 	snprintf(doc, sizeof(doc),
 		 "version: 1\nrules:\n"
-		 "  - {name: to-server, action: allow, transport: authenticated, from: {spiffe_id: %s}, to: {spiffe_id: %s},"
+		 "  - {name: to-server, action: allow, transport: authenticated,"
+		 " from: {spiffe_id: %s}, to: {spiffe_id: %s},"
 		 " ports: [%d]}\n"
-		 "  - {name: to-bad, action: allow, transport: authenticated, from: {spiffe_id: %s}, to: {spiffe_id: %s},"
+		 "  - {name: to-bad, action: allow, transport: authenticated,"
+		 " from: {spiffe_id: %s}, to: {spiffe_id: %s},"
 		 " ports: [%d]}\n",
 		 CLIENT, SERVER, SB_ECHO_PORT, CLIENT, BAD, SB_ECHO_PORT);
 	cr_assert_eq(sb_policy_apply(&sb, doc), 0, "policy.apply failed");
