@@ -426,11 +426,9 @@ int datapath_compile(struct json_object *state, struct policy_entries **out, cha
 
 int datapath_policy_read(struct datapath *dp, struct policy_entries **out, __u32 *generation)
 {
-	struct fg_policy_key key, next, *prev = NULL;
 	_cleanup_close_ int fd = policy_map_active(dp->slot_fd);
 	struct policy_entries *set;
-	size_t cap = 0;
-	int r = 0;
+	int r;
 
 	if (fd < 0)
 		return fd;
@@ -438,26 +436,9 @@ int datapath_policy_read(struct datapath *dp, struct policy_entries **out, __u32
 	if (r)
 		return r;
 	r = empty_entries(&set);
-	while (r == 0 && bpf_map_get_next_key(fd, prev, &next) == 0) {
-		struct policy_entry e = { .key = next };
-
-		key = next;
-		prev = &key;
-		if (next.dir == FG_DIR_META || bpf_map_lookup_elem(fd, &next, &e.value))
-			continue;
-		if (set->n == cap) {
-			struct policy_entry *grown;
-
-			cap = cap ? cap * 2 : 256;
-			grown = realloc(set->entries, cap * sizeof(*grown));
-			if (!grown) {
-				r = -ENOMEM;
-				break;
-			}
-			set->entries = grown;
-		}
-		set->entries[set->n++] = e;
-	}
+	if (r)
+		return r;
+	r = policy_map_dump(fd, &set->entries, &set->n);
 	if (r) {
 		policy_entries_free(set);
 		return r;
@@ -504,10 +485,9 @@ static int policy_sync(struct datapath *dp, const struct policy_entries *set)
 	policy_spec_release(&spec);
 	if (fd < 0)
 		return log_error_errno(fd, "map 'fg_policy': create");
-	for (size_t i = 0; i < set->n; i++)
-		if (bpf_map_update_elem(fd, &set->entries[i].key, &set->entries[i].value, BPF_ANY))
-			return log_error_errno(-errno, "map 'fg_policy': entry %zu of %zu", i + 1,
-					       set->n);
+	r = policy_map_fill(fd, set->entries, set->n);
+	if (r)
+		return r;
 	r = policy_map_swap(dp->slot_fd, fd, dp->pin_dir, &gen);
 	if (r)
 		return log_error_errno(r, "map 'fg_policy_slot': swap");

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -12,7 +13,14 @@
 #include "fedguard/abi.h"
 #include "log.h"
 #include "pin.h"
+#include "policy_compile.h"
 #include "policy_map.h"
+
+/*
+ * Entries per batched bpf() call: 4096 keys and values are 80 KiB of
+ * buffer, and a 100k-entry policy takes 25 calls instead of 100,000.
+ */
+enum { POLICY_BATCH = 4096 };
 
 static int btf_struct_id(const struct btf *btf, const char *name, __u32 *id)
 {
@@ -91,6 +99,120 @@ int policy_map_create(const struct policy_map_spec *spec)
 		return log_error_errno(-errno, "map '%s': cannot create it (%u entries)",
 				       POLICY_MAP_NAME, spec->max_entries);
 	return fd;
+}
+
+int policy_map_fill(int map_fd, const struct policy_entry *entries, size_t n)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+	size_t chunk = n < POLICY_BATCH ? n : POLICY_BATCH;
+	_cleanup_free_ struct fg_policy_key *keys = NULL;
+	_cleanup_free_ struct fg_policy_value *values = NULL;
+
+	if (n == 0)
+		return 0;
+	keys = malloc(chunk * sizeof(*keys));
+	values = malloc(chunk * sizeof(*values));
+	if (!keys || !values)
+		return -ENOMEM;
+	for (size_t done = 0; done < n;) {
+		__u32 count = (__u32)(n - done < chunk ? n - done : chunk);
+
+		for (__u32 i = 0; i < count; i++) {
+			keys[i] = entries[done + i].key;
+			values[i] = entries[done + i].value;
+		}
+		/* on failure, count says how many of this batch were written */
+		if (bpf_map_update_batch(map_fd, keys, values, &count, &opts) < 0)
+			return log_error_errno(-errno, "map '%s': cannot write entry %zu of %zu",
+					       POLICY_MAP_NAME, done + count + 1, n);
+		done += count;
+	}
+	return 0;
+}
+
+/* Makes room for at least @want more entries in both arrays. */
+static int dump_reserve(struct fg_policy_key **keys, struct fg_policy_value **values,
+			size_t *cap, size_t n, size_t want)
+{
+	size_t grown = *cap ? *cap : POLICY_BATCH;
+	void *k, *v;
+
+	while (grown - n < want)
+		grown *= 2;
+	if (grown == *cap)
+		return 0;
+	k = realloc(*keys, grown * sizeof(**keys));
+	if (!k)
+		return -ENOMEM;
+	*keys = k;
+	v = realloc(*values, grown * sizeof(**values));
+	if (!v)
+		return -ENOMEM;
+	*values = v;
+	*cap = grown;
+	return 0;
+}
+
+/* Every key and value of @map_fd, in lookup-batch calls. */
+static int dump_raw(int map_fd, struct fg_policy_key **keys, struct fg_policy_value **values,
+		    size_t *n_out)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	size_t n = 0, cap = 0, want = POLICY_BATCH;
+	__u32 token = 0;
+	bool first = true;
+
+	for (;;) {
+		__u32 count;
+		int r;
+
+		r = dump_reserve(keys, values, &cap, n, want);
+		if (r)
+			return r;
+		count = (__u32)(cap - n);
+		r = bpf_map_lookup_batch(map_fd, first ? NULL : &token, &token, *keys + n,
+					 *values + n, &count, &opts);
+		if (r < 0 && errno == ENOSPC) {
+			/* one hash bucket holds more entries than there was room for */
+			want = (cap - n) * 2;
+			continue;
+		}
+		if (r < 0 && errno != ENOENT)
+			return log_error_errno(-errno, "map '%s': cannot read its entries",
+					       POLICY_MAP_NAME);
+		n += count;
+		first = false;
+		if (r < 0) /* ENOENT: that was the last batch */
+			break;
+	}
+	*n_out = n;
+	return 0;
+}
+
+int policy_map_dump(int map_fd, struct policy_entry **out, size_t *n_out)
+{
+	_cleanup_free_ struct fg_policy_key *keys = NULL;
+	_cleanup_free_ struct fg_policy_value *values = NULL;
+	struct policy_entry *set;
+	size_t n = 0, kept = 0;
+	int r;
+
+	r = dump_raw(map_fd, &keys, &values, &n);
+	if (r)
+		return r;
+	set = malloc((n ? n : 1) * sizeof(*set));
+	if (!set)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (keys[i].dir == FG_DIR_META)
+			continue;
+		set[kept].key = keys[i];
+		set[kept].value = values[i];
+		kept++;
+	}
+	*out = set;
+	*n_out = kept;
+	return 0;
 }
 
 int policy_slot_open(const char *pin_dir)

@@ -8,7 +8,7 @@
  * either the old map or the new one, never a mix. Usage:
  *
  *	fd = policy_map_create(&spec);
- *	... bpf_map_update_elem(fd, &key, &value, BPF_ANY) for every rule ...
+ *	policy_map_fill(fd, entries, n);
  *	policy_map_swap(slot_fd, fd, pin_dir, &generation);
  *
  * The all-zero key holds the generation (FG_ACT_META, rule_id); swap writes
@@ -22,6 +22,7 @@
 #include <linux/types.h>
 
 struct btf;
+struct policy_entry;
 
 #define POLICY_MAP_NAME		   "fg_policy"
 #define POLICY_SLOT_MAP_NAME	   "fg_policy_slot"
@@ -51,6 +52,19 @@ void policy_spec_release(struct policy_map_spec *spec);
 
 /* A new, empty fg_policy map (no generation entry yet); returns its fd. */
 int policy_map_create(const struct policy_map_spec *spec);
+
+/*
+ * Writes @n entries into a policy map in batches (BPF_MAP_UPDATE_BATCH): a
+ * few bpf() calls for the whole set instead of one per entry. Meant for a
+ * map no program sees yet; on failure the map holds an unknown subset.
+ */
+int policy_map_fill(int map_fd, const struct policy_entry *entries, size_t n);
+
+/*
+ * Every entry of a policy map but the generation entry, unsorted, read in
+ * batches (BPF_MAP_LOOKUP_BATCH). *out is malloc()ed, written on success.
+ */
+int policy_map_dump(int map_fd, struct policy_entry **out, size_t *n_out);
 
 /* Opens <pin_dir>/fg_policy_slot; returns its fd. */
 int policy_slot_open(const char *pin_dir);
