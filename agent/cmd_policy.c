@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,13 +65,14 @@ static struct json_object *entry_json(const struct policy_entry *e, const struct
 	return o;
 }
 
+/* The first @max entries of @set as a JSON array. */
 static struct json_object *entries_json(const struct policy_entries *set,
 					const struct datapath_view *v,
-					const struct policy_doc *doc)
+					const struct policy_doc *doc, size_t max)
 {
 	struct json_object *a = json_object_new_array();
 
-	for (size_t i = 0; set && i < set->n; i++)
+	for (size_t i = 0; set && i < set->n && i < max; i++)
 		json_object_array_add(a, entry_json(&set->entries[i], v, doc));
 	return a;
 }
@@ -94,12 +96,19 @@ static int state_doc(struct json_object *state, struct policy_doc **doc, struct 
 	return 0;
 }
 
-/* Entries added and removed by @next against the map in force. */
+/*
+ * Entries added and removed by @next against the map in force: their
+ * counts, and the first @list_max of each. A full list of a 100k-entry swap
+ * is 200,000 JSON objects, most of the cost of an apply and all of its
+ * memory peak, so the lists are cut unless asked for whole. A removed entry
+ * names its rule in the document in force, an added one in @doc.
+ */
 static int diff_result(struct agent *a, struct json_object *next, struct policy_doc *doc,
-		       struct json_object *result, struct control_error *err)
+		       size_t list_max, struct json_object *result, struct control_error *err)
 {
 	_cleanup_policy_entries_ struct policy_entries *want = NULL, *active = NULL;
 	_cleanup_policy_diff_ struct policy_diff *diff = NULL;
+	_cleanup_policy_doc_ struct policy_doc *old = NULL;
 	struct datapath_view v;
 	char why[1024];
 	__u32 gen;
@@ -108,14 +117,24 @@ static int diff_result(struct agent *a, struct json_object *next, struct policy_
 	r = datapath_compile(next, &want, why, sizeof(why));
 	if (r)
 		return control_error_set(err, "invalid_argument", "%s", why), r;
+	r = state_doc(a->state, &old, err);
+	if (r)
+		return r;
 	if (datapath_policy_read(&a->dp, &active, &gen))
 		active = calloc(1, sizeof(*active));
 	if (!active || policy_diff(active, want, &diff) || datapath_view(next, &v))
 		return control_error_set(err, "internal", "out of memory");
 	json_object_object_add(result, "version", json_object_new_int64((int64_t)doc->version));
 	json_object_object_add(result, "entries", json_object_new_int64((int64_t)want->n));
-	json_object_object_add(result, "added", entries_json(&diff->added, &v, doc));
-	json_object_object_add(result, "removed", entries_json(&diff->removed, &v, doc));
+	json_object_object_add(result, "added_count", json_object_new_int64((int64_t)diff->added.n));
+	json_object_object_add(result, "removed_count",
+			       json_object_new_int64((int64_t)diff->removed.n));
+	json_object_object_add(result, "added", entries_json(&diff->added, &v, doc, list_max));
+	json_object_object_add(result, "removed",
+			       entries_json(&diff->removed, &v, old, list_max));
+	json_object_object_add(result, "truncated",
+			       json_object_new_boolean(diff->added.n > list_max ||
+						       diff->removed.n > list_max));
 	datapath_view_free(&v);
 	return 0;
 }
@@ -164,7 +183,8 @@ static int policy_admit(struct agent *a, const char *text, const char *sig,
 }
 
 int policy_apply_text(struct agent *a, const char *text, const char *source, const char *sig,
-		      bool dry_run, struct json_object *result, struct control_error *err)
+		      bool dry_run, size_t list_max, struct json_object *result,
+		      struct control_error *err)
 {
 	_cleanup_policy_doc_ struct policy_doc *doc = NULL;
 	struct json_object *next, *p;
@@ -187,7 +207,7 @@ int policy_apply_text(struct agent *a, const char *text, const char *source, con
 	if (sig)	/* kept, so that a restart with --policy-key checks it again */
 		json_object_object_add(p, "signature", json_object_new_string(sig));
 	json_object_object_add(next, "policy", p);
-	r = diff_result(a, next, doc, result, err);
+	r = diff_result(a, next, doc, list_max, result, err);
 	if (r || dry_run) {
 		json_object_put(next);
 		json_object_object_add(result, "applied", json_object_new_boolean(false));
@@ -205,7 +225,7 @@ int policy_apply_text(struct agent *a, const char *text, const char *source, con
 COMMAND(cmd_policy_apply)
 {
 	const char *text, *source = NULL, *sig = NULL;
-	bool dry_run = false;
+	bool dry_run = false, all = false;
 	int r;
 
 	r = control_arg_string(args, "document", true, &text, err);
@@ -216,7 +236,10 @@ COMMAND(cmd_policy_apply)
 	if (!r)
 		r = control_arg_string(args, "signature", false, &sig, err);
 	if (!r)
-		r = policy_apply_text(ctx, text, source, sig, dry_run, result, err);
+		r = control_arg_bool(args, "all_entries", false, &all, err);
+	if (!r)
+		r = policy_apply_text(ctx, text, source, sig, dry_run,
+				      all ? SIZE_MAX : POLICY_APPLY_LIST_MAX, result, err);
 	if (!r && !dry_run)
 		fed_policy_applied(ctx);	/* and on to the rest of the mesh */
 	return r;
@@ -245,7 +268,7 @@ COMMAND(cmd_policy_show)
 	if (r || datapath_view(a->state, &view))
 		return control_error_set(err, "internal", "map 'fg_policy': %s", strerror(r ? -r : ENOMEM));
 	json_object_object_add(result, "generation", json_object_new_int64(gen));
-	json_object_object_add(result, "entries", entries_json(active, &view, doc));
+	json_object_object_add(result, "entries", entries_json(active, &view, doc, SIZE_MAX));
 	datapath_view_free(&view);
 	return 0;
 }

@@ -73,12 +73,17 @@ void quarantine_automatic(struct agent *a, const char *target, const char *kind,
 /* Lifts the quarantine of target; not_found when there is none. */
 int quarantine_lift(struct agent *a, const char *target, struct control_error *err);
 
+/* Entries of each of policy.apply's lists unless `all_entries` is asked for. */
+#define POLICY_APPLY_LIST_MAX 1000
+
 /*
  * Applies a policy document as policy.apply does: parsed, admitted (with a
  * policy key: signature and a higher version), compiled, and swapped in one
- * step unless dry_run. The entries added and removed go to result.
+ * step unless dry_run. The counts of entries added and removed go to
+ * result, and the first list_max of each (0: none).
  */
 int policy_apply_text(struct agent *a, const char *text, const char *source, const char *sig,
-		      bool dry_run, struct json_object *result, struct control_error *err);
+		      bool dry_run, size_t list_max, struct json_object *result,
+		      struct control_error *err);
 
 #endif /* FEDGUARD_COMMANDS_H */

@@ -72,7 +72,8 @@ static void sync_policy(struct agent *a)
 			 "%lld stays in force", (long long)mine);
 	} else if (version > mine) {
 		result = json_object_new_object();
-		if (policy_apply_text(a, doc, string_of(rec, "source"), sig, false, result, &err))
+		if (policy_apply_text(a, doc, string_of(rec, "source"), sig, false, 0, result,
+				      &err))
 			log_error("mesh store: policy version %lld refused: %s; version %lld stays "
 				  "in force", (long long)version, err.message, (long long)mine);
 		else

@@ -30,7 +30,7 @@
 enum {
 	ECHO_MS = 2000,
 	ABORT_WAIT_MS = 2000,	/* bound on waiting for the torn-down socket */
-	OUTPUT_MAX = 65536,
+	OUTPUT_MAX = 1 << 20,	/* policy apply --all lists thousands of entries */
 };
 
 static struct sandbox sb;
@@ -298,4 +298,57 @@ Test(control_plane, invalid_policy_leaves_the_old_one_in_force)
 	if (fd >= 0)
 		close(fd);
 	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_OTHER_PORT), -EPERM);
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/*
+ * 800 ports make 1,600 entries: apply's lists stop at 1,000 of each unless
+ * --all, the counts are always whole, and a removed entry names its rule in
+ * the policy it leaves.
+ */
+Test(control_plane, apply_lists_a_thousand_entries_unless_asked_for_all)
+{
+	FILE *f = fopen(policy_path, "w");
+
+	cr_assert_not_null(f);
+	fprintf(f, "version: 2\nrules:\n  - name: many\n    action: allow\n"
+		   "    transport: authenticated\n    from: {spiffe_id: %s}\n"
+		   "    to: {spiffe_id: %s}\n    ports: [\"9000-9799\"]\n"
+		   "    protocols: [tcp]\n", A, B);
+	fclose(f);
+
+	cr_assert_eq(ctl("policy apply %s --dry-run", policy_path), 0, "%s", output);
+	cr_expect(strstr(output, "1600 entries (+1600 -2), dry run") != NULL, "%s", output);
+	cr_expect_eq(count_of(output, "\n+  "), 1000, "added rows listed");
+	cr_expect_eq(count_of(output, "a-calls-b"), 2, "removed rows by their old rule: %.400s",
+		     output);
+	cr_expect(strstr(output, "(602 more entries not listed; --all lists every one)") == NULL,
+		  "%s", output);
+	cr_expect(strstr(output, "(600 more entries not listed; --all lists every one)") != NULL,
+		  "no note of the rows left out: %s", output + strlen(output) - 200);
+
+	cr_assert_eq(ctl("-j policy apply %s --dry-run", policy_path), 0, "%.400s", output);
+	cr_expect(strstr(output, "\"added_count\":1600") != NULL, "%.400s", output);
+	cr_expect(strstr(output, "\"removed_count\":2") != NULL, "%.400s", output);
+	cr_expect(strstr(output, "\"truncated\":true") != NULL, "%.400s", output);
+	cr_expect_eq(count_of(output, "\"rule\":\"many\""), 1000);
+
+	cr_assert_eq(ctl("-j policy apply %s --dry-run --all", policy_path), 0, "%.400s", output);
+	cr_expect_eq(count_of(output, "\"rule\":\"many\""), 1600);
+	cr_expect(strstr(output, "\"truncated\":false") != NULL, "%.400s", output);
+
+	cr_assert_eq(ctl("policy apply %s", policy_path), 0, "%s", output);
+	cr_expect(strstr(output, "1600 entries (+1600 -2), generation") != NULL, "%s", output);
+	cr_expect_eq(ctl("-j policy show"), 0);
+	cr_expect_eq(count_of(output, "\"rule\":\"many\""), 1600, "entries in force");
+	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT), -EPERM,
+		     "the old rule's port still passes");
 }

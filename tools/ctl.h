@@ -39,6 +39,7 @@ enum ctl_opt {
 	CTL_OPT_SIGNATURE,
 	CTL_OPT_KEY,
 	CTL_OPT_OUT,
+	CTL_OPT_ALL,
 };
 
 /* One command option as given: its enum ctl_opt value and its argument (or NULL). */

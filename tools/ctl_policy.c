@@ -70,23 +70,36 @@ static void entries_print(struct json_object *plus, struct json_object *minus, b
 	ctl_table_print(rows);
 }
 
+/* A list's full length: its count member, or (an agent without one) the list itself. */
+static size_t list_count(struct json_object *res, const char *count, struct json_object *list)
+{
+	struct json_object *n = ctl_jget(res, count);
+
+	return n ? (size_t)json_object_get_int64(n) : ctl_jlen(list);
+}
+
 static void print_apply(const char *file, struct json_object *res)
 {
 	struct json_object *added = ctl_jget(res, "added"), *removed = ctl_jget(res, "removed");
 	bool applied = json_object_get_boolean(ctl_jget(res, "applied"));
+	size_t n_added = list_count(res, "added_count", added);
+	size_t n_removed = list_count(res, "removed_count", removed);
+	size_t listed = ctl_jlen(added) + ctl_jlen(removed);
 	char version[32], gen[32], entries[32];
 
 	printf("policy version %s from %s: %s entries (+%zu -%zu)",
 	       ctl_jfield(res, "version", version, sizeof(version)), file,
-	       ctl_jfield(res, "entries", entries, sizeof(entries)), ctl_jlen(added),
-	       ctl_jlen(removed));
+	       ctl_jfield(res, "entries", entries, sizeof(entries)), n_added, n_removed);
 	if (applied) {
 		printf(", generation %s\n", ctl_jfield(res, "generation", gen, sizeof(gen)));
 		return;
 	}
 	printf(", dry run: nothing applied\n");
-	if (ctl_jlen(added) || ctl_jlen(removed))
+	if (listed)
 		entries_print(added, removed, true);
+	if (listed < n_added + n_removed)
+		printf("(%zu more entries not listed; --all lists every one)\n",
+		       n_added + n_removed - listed);
 }
 
 static int policy_apply(struct ctl *ctl, int argc, char **argv)
@@ -94,6 +107,7 @@ static int policy_apply(struct ctl *ctl, int argc, char **argv)
 	static const char *const names[] = {"FILE", NULL};
 	static const struct ctl_argspec spec[] = {
 		{CTL_OPT_DRY_RUN, "--dry-run", "dry_run", CTL_ARG_FLAG, false},
+		{CTL_OPT_ALL, "--all", "all_entries", CTL_ARG_FLAG, false},
 		{},
 	};
 	_cleanup_json_ struct json_object *result = NULL, *args = NULL;
@@ -221,6 +235,7 @@ static int policy_check(struct ctl *ctl, int argc, char **argv)
 
 static const struct option policy_apply_opts[] = {
 	{"dry-run", no_argument, NULL, CTL_OPT_DRY_RUN},
+	{"all", no_argument, NULL, CTL_OPT_ALL},
 	{"signature", required_argument, NULL, CTL_OPT_SIGNATURE},
 	{},
 };
@@ -234,12 +249,13 @@ static const struct option policy_sign_opts[] = {
 const struct ctl_cmd ctl_policy_verbs[] = {
 	{
 		.name = "apply",
-		.args = "FILE [--dry-run] [--signature SIG]",
+		.args = "FILE [--dry-run [--all]] [--signature SIG]",
 		.help = "apply the policy document FILE: all of it at once, or nothing",
 		.run = policy_apply,
 		.opts = policy_apply_opts,
 		.opts_help =
 			"  --dry-run           show what it would add and remove; apply nothing\n"
+			"  --all               list every entry added and removed (default: 1000 of each)\n"
 			"  --signature SIG     the signature to send (default: FILE.sig when it exists)\n",
 	},
 	{
