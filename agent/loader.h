@@ -19,7 +19,7 @@
 
 struct fedguard;
 
-#define LOADER_AUTH_SYN_RTO_MS_DEFAULT 20
+#define LOADER_AUTH_SYN_RTO_MS_DEFAULT 4
 
 struct loader_opts {
 	const char *instance;

@@ -474,17 +474,36 @@ static __always_inline void fg_sockops_accepted(struct bpf_sock_ops *skops)
 		fg_emit(&j, FG_EV_ALLOW, FG_REASON_ALLOW_POLICY);
 }
 
-/* A socket waiting for mTLS retransmits its SYN after milliseconds. */
+/*
+ * A socket waiting for mTLS retransmits its SYN after milliseconds, so that
+ * a cold pair's first connection costs a handshake, not a 1 s SYN RTO. The
+ * kernel gives up a connect after n retries, r * (2^(n+1) - 1) for a first
+ * RTO of r (longer with net.ipv4.tcp_syn_linear_timeouts): n is raised so
+ * that a held connect outlives the agent's exchange (FG_AUTH_HOLD_MS)
+ * however short r is; only raised: an application's higher value stays.
+ */
 static __always_inline void fg_sockops_timeout(struct bpf_sock_ops *skops)
 {
 	__u64 cookie = bpf_get_socket_cookie(skops);
 	struct fg_sock_binding *b = bpf_map_lookup_elem(&fg_sockets, &cookie);
-	__u32 jiffies;
+	__u32 jiffies, rto_ms;
+	int retries, have = 0;
 
 	if (!b || b->state != FG_SOCK_AUTH_WAIT)
 		return;
 	jiffies = cfg_auth_syn_rto_ms * cfg_hz / 1000;
-	skops->reply = jiffies ? jiffies : 1;
+	jiffies = jiffies ? jiffies : 1;
+	skops->reply = jiffies;
+	rto_ms = jiffies * 1000 / (cfg_hz ? cfg_hz : 1);
+	for (retries = 1; retries < FG_SYN_RETRIES_MAX; retries++)
+		if ((__u64)rto_ms * ((2ULL << retries) - 1) >= FG_AUTH_HOLD_MS)
+			break;
+	/* a full socket at connect(): the helpers' condition; no error to act on */
+	if (!skops->is_fullsock ||
+	    bpf_getsockopt(skops, FG_SOL_TCP, FG_TCP_SYNCNT, &have, sizeof(have)) ||
+	    have >= retries)
+		return;
+	bpf_setsockopt(skops, FG_SOL_TCP, FG_TCP_SYNCNT, &retries, sizeof(retries));
 }
 
 /*

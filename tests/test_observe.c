@@ -25,6 +25,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -607,6 +608,66 @@ Test(observe, allowed_connections_and_their_accepting_ends_are_reported)
 			usleep(STEP_MS * 1000);
 	}
 	cr_expect(found, "no allow record of B accepting port %d", ntohs(me.sin_port));
+}
+
+/* A TCP connect to a->dst:a->port left in progress: the socket, or -errno. */
+static int connect_pending(const struct attempt *a)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(a->port)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	inet_pton(AF_INET, a->dst, &sa.sin_addr);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) && errno != EINPROGRESS)
+		return -errno;
+	return fd;
+}
+
+/* TCP_SYNCNT of a connect, as the kernel left it (255: no socket). */
+static int syn_retries(void *arg)
+{
+	int fd = connect_pending(arg), v = 0;
+	socklen_t len = sizeof(v);
+
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &v, &len))
+		return 255;
+	return v;
+}
+
+/* The first SYN retransmit timeout of a connect in progress, in ms (255: none). */
+static int syn_rto_ms(void *arg)
+{
+	int fd = connect_pending(arg);
+	struct tcp_info ti = {};
+	socklen_t len = sizeof(ti);
+
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return 255;
+	return ti.tcpi_rto / 1000 > 254 ? 254 : (int)(ti.tcpi_rto / 1000);
+}
+
+/*
+ * A connect held for mTLS retransmits its SYN after a few ms (so a cold
+ * pair's first connection costs its handshake, not the 1 s SYN RTO), and
+ * retries enough times to outlast the agent's exchange: with a first RTO of
+ * r and n retries the kernel waits at least r * (2^(n+1) - 1) >= 4 s. A
+ * connect that does not wait keeps the kernel's defaults.
+ */
+Test(observe, a_held_connect_retries_early_and_long_enough)
+{
+	struct attempt held = {.dst = SB_SERVER_V4, .port = PORT_MTLS};
+	struct attempt direct = {.dst = SB_SERVER_V4, .port = SB_ECHO_PORT};
+	int rto, n, dflt;
+
+	rto = run_in(sb.cg_client, sb.ns_client, syn_rto_ms, &held);
+	n = run_in(sb.cg_client, sb.ns_client, syn_retries, &held);
+	dflt = run_in(sb.cg_client, sb.ns_client, syn_retries, &direct);
+	cr_assert(rto >= 1 && rto <= 10, "first SYN RTO of a held connect: %d ms", rto);
+	cr_expect_geq((long)rto * ((2L << n) - 1), 4000, "%d retries of %d ms give up too early",
+		      n, rto);
+	cr_expect_lt((long)rto * ((2L << (n - 1)) - 1), 4000, "%d retries: more than needed", n);
+	cr_expect_eq(dflt, 6, "a connect not held got TCP_SYNCNT %d", dflt);
 }
 
 Test(observe, auth_needed_and_filters)

@@ -28,7 +28,7 @@
 /* Level of the managed subtree's root below the cgroup2 mount (root = 0). */
 const volatile __u32 cfg_cgroup_root_level = 0;
 /* First SYN retransmit timeout of a socket still waiting for mTLS, in ms. */
-const volatile __u32 cfg_auth_syn_rto_ms = 20;
+const volatile __u32 cfg_auth_syn_rto_ms = 4;
 /* The kernel's HZ, to turn milliseconds into jiffies for sockops. */
 const volatile __u32 cfg_hz = 250;
 /* Report allowed new connections and flows (FG_EV_ALLOW), never packets. */
@@ -60,6 +60,11 @@ enum fg_verdict_consts {
 	/* peer flag beside enum fg_ipcache_flags: the peer came through the
 	 * tunnel (fg_tun_peer), authenticated by it */
 	FG_PEER_TUNNELLED = 0x100,
+	/* a connect held for mTLS outlives the agent's 3 s exchange deadline */
+	FG_AUTH_HOLD_MS = 4000,
+	FG_SYN_RETRIES_MAX = 16,
+	FG_SOL_TCP = 6,		/* SOL_TCP and TCP_SYNCNT: macros, not in vmlinux.h */
+	FG_TCP_SYNCNT = 7,
 };
 
 /* Everything a hook learns on the way to its verdict; what events carry. */
