@@ -116,6 +116,14 @@ static long policy_version(struct fw_node *n)
 	return version;
 }
 
+/* o's member name as a string, "" when o has none: records differ in what they carry. */
+static const char *member_str(struct json_object *o, const char *name)
+{
+	const char *s = json_object_get_string(json_object_object_get(o, name));
+
+	return s ? s : "";
+}
+
 static bool knows(struct fw_node *n, const char *id)
 {
 	struct json_object *res = NULL, *list;
@@ -124,9 +132,8 @@ static bool knows(struct fw_node *n, const char *id)
 	if (fw_request(n, "endpoint.list", NULL, &res) == 0 &&
 	    json_object_object_get_ex(res, "endpoints", &list))
 		for (size_t i = 0; !found && i < json_object_array_length(list); i++)
-			found = strcmp(json_object_get_string(json_object_object_get(
-					       json_object_array_get_idx(list, i), "spiffe_id")),
-				       id) == 0;
+			found = strcmp(member_str(json_object_array_get_idx(list, i),
+						  "spiffe_id"), id) == 0;
 	json_object_put(res);
 	return found;
 }
@@ -257,14 +264,14 @@ static void tunnel_record(struct fw_node *n, const char *local, const char *peer
 	for (size_t i = 0; i < json_object_array_length(flows); i++) {
 		struct json_object *o = json_object_array_get_idx(flows, i), *l, *p, *f;
 
-		if (strcmp(json_object_get_string(json_object_object_get(o, "event")), "tunnel") ||
-		    strcmp(json_object_get_string(json_object_object_get(o, "verdict")), "allow") ||
+		if (strcmp(member_str(o, "event"), "tunnel") ||
+		    strcmp(member_str(o, "verdict"), "allow") ||
 		    !json_object_object_get_ex(o, "local", &l) ||
 		    !json_object_object_get_ex(o, "peer", &p) ||
 		    !json_object_object_get_ex(o, "flow_id", &f))
 			continue;
-		if (!strcmp(json_object_get_string(json_object_object_get(l, "spiffe_id")), local) &&
-		    !strcmp(json_object_get_string(json_object_object_get(p, "spiffe_id")), peer))
+		if (!strcmp(member_str(l, "spiffe_id"), local) &&
+		    !strcmp(member_str(p, "spiffe_id"), peer))
 			snprintf(id, len, "%s", json_object_get_string(f));
 	}
 	json_object_put(res);

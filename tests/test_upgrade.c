@@ -334,7 +334,7 @@ static bool quarantine_listed(void)
 		struct json_object *target =
 			json_object_object_get(json_object_array_get_idx(list, i), "target");
 
-		found |= !strcmp(json_object_get_string(target), BAD);
+		found |= target && !strcmp(json_object_get_string(target), BAD);
 	}
 	json_object_put(result);
 	return found;
