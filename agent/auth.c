@@ -440,23 +440,6 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/*
- * A thread with every signal blocked: signals are the main thread's
- * business, and a write to a connection the peer closed must fail with
- * EPIPE rather than kill the process with SIGPIPE.
- */
-static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-	sigset_t all, old;
-	int r;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(t, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return r;
-}
-
 /* Queues job on pool and starts a worker if the pool has room. Lock held. */
 static int pool_submit(struct auth_engine *e, struct auth_pool *pool, struct auth_job *job)
 {
@@ -481,7 +464,7 @@ static int pool_submit(struct auth_engine *e, struct auth_pool *pool, struct aut
 		return pool->running ? 0 : -ENOMEM;
 	/* the worker reads w->thread only once on e->exited, after we unlock */
 	*w = (struct worker){ .e = e, .pool = pool };
-	r = spawn(&w->thread, worker, w);
+	r = thread_spawn(&w->thread, worker, w);
 	if (r) {
 		free(w);
 		return pool->running ? 0 : -r;	/* a running worker will take it */
@@ -757,29 +740,10 @@ static void admit(struct auth_engine *e, int fd, const struct sockaddr_storage *
 	}
 }
 
-static void *listener(void *arg)
+static void on_accept(void *ctx, int fd, const struct sockaddr_storage *from, socklen_t len)
 {
-	struct auth_engine *e = arg;
-	struct pollfd p[2] = { { .fd = e->listen_fd, .events = POLLIN },
-			       { .fd = e->stop_fd, .events = POLLIN } };
-
-	for (;;) {
-		struct sockaddr_storage from;
-		socklen_t len = sizeof(from);
-		int fd;
-
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
-			break;
-		if (p[1].revents)
-			break;
-		if (!(p[0].revents & POLLIN))
-			continue;
-		fd = accept4(e->listen_fd, (struct sockaddr *)&from, &len,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0)
-			admit(e, fd, &from);
-	}
-	return NULL;
+	(void)len;
+	admit(ctx, fd, from);
 }
 
 /* --- the engine ------------------------------------------------------------------------------- */
@@ -817,15 +781,14 @@ int auth_engine_new(const struct auth_config *cfg, struct svids *svids, struct a
 					   .max = cfg->answerers_max ? cfg->answerers_max
 								     : AUTH_ANSWERERS_MAX_DEFAULT };
 	e->svids = svids;
-	e->listen_fd = -1;
+	listener_init(&e->listen);
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->idle, NULL);
 	pool_cond_init(&e->askers);
 	pool_cond_init(&e->answerers);
-	e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	e->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	e->outcomes = calloc(AUTH_OUTCOMES_MAX, sizeof(*e->outcomes));
-	r = e->stop_fd < 0 || e->event_fd < 0 ? -errno : e->outcomes ? 0 : -ENOMEM;
+	r = e->event_fd < 0 ? -errno : e->outcomes ? 0 : -ENOMEM;
 	if (!r)
 		r = auth_tls_init(e, why, why_len);
 	else
@@ -838,61 +801,34 @@ int auth_engine_new(const struct auth_config *cfg, struct svids *svids, struct a
 	return 0;
 }
 
-static int listen_socket(struct auth_engine *e, char *why, size_t why_len)
-{
-	struct sockaddr_storage bound;
-	socklen_t len = sizeof(bound);
-	int one = 1;
-	_cleanup_close_ int fd = socket(e->cfg.listen.ss_family,
-					SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (const struct sockaddr *)&e->cfg.listen, e->cfg.listen_len) ||
-	    listen(fd, 256) || getsockname(fd, (struct sockaddr *)&bound, &len)) {
-		snprintf(why, why_len, "%m");
-		return -errno;
-	}
-	e->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
-						   : ((struct sockaddr_in6 *)&bound)->sin6_port);
-	e->listen_fd = take_fd(&fd);
-	return 0;
-}
-
 int auth_engine_start(struct auth_engine *e, char *why, size_t why_len)
 {
 	int r;
 
-	if (e->listening)
+	if (e->listen.running)
 		return -EALREADY;
-	r = listen_socket(e, why, why_len);
-	if (r)
-		return r;
-	r = spawn(&e->listener, listener, e);
-	if (r) {
-		snprintf(why, why_len, "no accepting thread: %s", strerror(r));
-		return -r;
+	if (e->listen.fd < 0) {
+		r = listener_open(&e->listen, &e->cfg.listen, e->cfg.listen_len, 256);
+		if (r) {
+			snprintf(why, why_len, "%s", strerror(-r));
+			return r;
+		}
 	}
-	e->listening = true;
-	return 0;
+	r = listener_start(&e->listen, on_accept, e);
+	if (r)
+		snprintf(why, why_len, "no accepting thread: %s", strerror(-r));
+	return r;
 }
 
 __u16 auth_engine_port(const struct auth_engine *e)
 {
-	return e->port;
+	return e->listen.port;
 }
 
 /* Stops the threads: queued jobs are dropped, running ones cut short. */
 static void engine_stop(struct auth_engine *e)
 {
-	__u64 one = 1;
-
-	if (e->listening) {
-		if (write(e->stop_fd, &one, sizeof(one)) < 0) {
-			/* an eventfd write fails only on overflow: it is readable then */
-		}
-		pthread_join(e->listener, NULL);
-		e->listening = false;
-	}
+	listener_stop(&e->listen);
 	pthread_mutex_lock(&e->lock);
 	e->stopping = true;
 	pthread_cond_broadcast(&e->askers.work);
@@ -924,10 +860,7 @@ void auth_engine_free(struct auth_engine *e)
 	auth_view_put(e->view);
 	auth_trust_put(e->trust);
 	free(e->outcomes);
-	if (e->listen_fd >= 0)
-		close(e->listen_fd);
-	if (e->stop_fd >= 0)
-		close(e->stop_fd);
+	listener_close(&e->listen);
 	if (e->event_fd >= 0)
 		close(e->event_fd);
 	pthread_cond_destroy(&e->idle);

@@ -17,6 +17,7 @@
 #include <openssl/ssl.h>
 
 #include "auth.h"
+#include "listener.h"
 #include "svid.h"
 #include "svids.h"
 
@@ -109,12 +110,8 @@ struct auth_engine {
 	struct svids *svids;
 	SSL_CTX *client_ctx;
 	SSL_CTX *server_ctx;
-	int listen_fd;
-	int stop_fd;			/* eventfd: wakes the accepting thread */
+	struct listener listen;		/* its port is every node's: the one asked at */
 	int event_fd;			/* eventfd: outcomes to collect */
-	__u16 port;
-	pthread_t listener;
-	bool listening;
 
 	pthread_mutex_t lock;
 	pthread_cond_t idle;		/* a worker exited */

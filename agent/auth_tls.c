@@ -234,7 +234,7 @@ static int bind_source(struct exchange *x, int fd, int family)
 static int asker_connect(struct exchange *x)
 {
 	struct sockaddr_storage to;
-	socklen_t len = addr_node_sockaddr(x->other->node, x->e->port, &to);
+	socklen_t len = addr_node_sockaddr(x->other->node, x->e->listen.port, &to);
 	socklen_t elen = sizeof(int);
 	char addr[INET6_ADDRSTRLEN] = "?";
 	int fd, err = 0;
@@ -250,12 +250,12 @@ static int asker_connect(struct exchange *x)
 					  : (void *)&((struct sockaddr_in6 *)&to)->sin6_addr,
 		  addr, sizeof(addr));
 	if (connect(fd, (struct sockaddr *)&to, len) && errno != EINPROGRESS)
-		return fail(x, "connect to %s port %u: %m", addr, x->e->port);
+		return fail(x, "connect to %s port %u: %m", addr, x->e->listen.port);
 	err = io_wait(fd, POLLOUT, x->deadline);
 	if (!err && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err)
 		err = -err;
 	if (err)
-		return fail(x, "connect to %s port %u: %s", addr, x->e->port, strerror(-err));
+		return fail(x, "connect to %s port %u: %s", addr, x->e->listen.port, strerror(-err));
 	return 0;
 }
 

@@ -26,6 +26,7 @@
 
 #include "cleanup.h"
 #include "io.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "tls.h"
@@ -315,19 +316,6 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* With every signal blocked: a write to a closed connection fails with EPIPE, no SIGPIPE. */
-static int spawn(struct bep_server *s)
-{
-	sigset_t all, old;
-	int r;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&s->worker, NULL, worker, s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return -r;
-}
-
 int bep_server_start(const struct bep_server_config *cfg, struct bep_server **out, char *why,
 		     size_t why_len)
 {
@@ -352,7 +340,7 @@ int bep_server_start(const struct bep_server_config *cfg, struct bep_server **ou
 	if (!r)
 		r = listen_on(s, cfg->listen, why, why_len);
 	if (!r) {
-		r = spawn(s);
+		r = -thread_spawn(&s->worker, worker, s);
 		if (r)
 			snprintf(why, why_len, "bundle endpoint: no thread: %s", strerror(-r));
 	}

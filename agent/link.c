@@ -545,23 +545,6 @@ static void *conn_thread(void *arg)
 	return NULL;
 }
 
-/*
- * A thread with every signal blocked: signals are the main thread's
- * business, and a write to a connection the peer closed must fail with
- * EPIPE rather than kill the process with SIGPIPE.
- */
-static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-	sigset_t all, old;
-	int r;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(t, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return r;
-}
-
 /* Gives c an id, adds it to the engine and starts its thread: 0 or -errno. Lock held. */
 static int conn_start(struct link_engine *e, struct link_conn *c)
 {
@@ -571,7 +554,7 @@ static int conn_start(struct link_engine *e, struct link_conn *c)
 	c->next = e->conns;
 	e->conns = c;
 	e->n_conns++;
-	r = spawn(&c->thread, conn_thread, c);
+	r = thread_spawn(&c->thread, conn_thread, c);
 	if (r) {
 		e->conns = c->next;
 		e->n_conns--;
@@ -619,29 +602,9 @@ static void accept_conn(struct link_engine *e, int fd, const struct sockaddr_sto
 	}
 }
 
-static void *listener(void *arg)
+static void on_accept(void *ctx, int fd, const struct sockaddr_storage *from, socklen_t len)
 {
-	struct link_engine *e = arg;
-	struct pollfd p[2] = { { .fd = e->listen_fd, .events = POLLIN },
-			       { .fd = e->stop_fd, .events = POLLIN } };
-
-	for (;;) {
-		struct sockaddr_storage from;
-		socklen_t len = sizeof(from);
-		int fd;
-
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
-			break;
-		if (p[1].revents)
-			break;
-		if (!(p[0].revents & POLLIN))
-			continue;
-		fd = accept4(e->listen_fd, (struct sockaddr *)&from, &len,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0)
-			accept_conn(e, fd, &from, len);
-	}
-	return NULL;
+	accept_conn(ctx, fd, from, len);
 }
 
 /* --- the engine ------------------------------------------------------------------------------ */
@@ -725,12 +688,11 @@ int link_engine_new(const struct link_config *cfg, struct link_engine **out, cha
 		free(e);
 		return -EINVAL;
 	}
-	e->listen_fd = -1;
+	listener_init(&e->listen);
 	pthread_mutex_init(&e->lock, NULL);
-	e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	e->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	e->events = calloc(e->cfg.events_max, sizeof(*e->events));
-	r = e->stop_fd < 0 || e->event_fd < 0 ? -errno : e->events ? 0 : -ENOMEM;
+	r = e->event_fd < 0 ? -errno : e->events ? 0 : -ENOMEM;
 	if (!r)
 		r = link_tls_init(e, why, why_len);
 	else
@@ -743,64 +705,40 @@ int link_engine_new(const struct link_config *cfg, struct link_engine **out, cha
 	return 0;
 }
 
-static int listen_socket(struct link_engine *e, char *why, size_t why_len)
-{
-	struct sockaddr_storage bound;
-	socklen_t len = sizeof(bound);
-	char addr[LINK_ADDR_MAX];
-	int one = 1;
-	_cleanup_close_ int fd = socket(e->cfg.listen.ss_family,
-					SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (const struct sockaddr *)&e->cfg.listen, e->cfg.listen_len) ||
-	    listen(fd, LISTEN_BACKLOG) || getsockname(fd, (struct sockaddr *)&bound, &len)) {
-		snprintf(why, why_len, "listening on %s: %m",
-			 link_addr_str((const struct sockaddr *)&e->cfg.listen, addr));
-		return -errno;
-	}
-	e->port = port_of(&bound);
-	e->listen_fd = take_fd(&fd);
-	return 0;
-}
-
 int link_engine_start(struct link_engine *e, char *why, size_t why_len)
 {
 	int r;
 
-	if (e->listening)
+	char addr[LINK_ADDR_MAX];
+
+	if (e->listen.running)
 		return -EALREADY;
 	if (e->cfg.listen.ss_family == AF_UNSPEC)
 		return 0;
-	r = listen_socket(e, why, why_len);
-	if (r)
-		return r;
-	r = spawn(&e->listener, listener, e);
-	if (r) {
-		snprintf(why, why_len, "no accepting thread: %s", strerror(r));
-		return -r;
+	if (e->listen.fd < 0) {
+		r = listener_open(&e->listen, &e->cfg.listen, e->cfg.listen_len, LISTEN_BACKLOG);
+		if (r) {
+			snprintf(why, why_len, "listening on %s: %s",
+				 link_addr_str((const struct sockaddr *)&e->cfg.listen, addr),
+				 strerror(-r));
+			return r;
+		}
 	}
-	e->listening = true;
-	return 0;
+	r = listener_start(&e->listen, on_accept, e);
+	if (r)
+		snprintf(why, why_len, "no accepting thread: %s", strerror(-r));
+	return r;
 }
 
 uint16_t link_engine_port(const struct link_engine *e)
 {
-	return e->port;
+	return e->listen.port;
 }
 
 /* Stops the accepting thread, then every connection, and joins them all. */
 static void engine_stop(struct link_engine *e)
 {
-	__u64 one = 1;
-
-	if (e->listening) {
-		if (write(e->stop_fd, &one, sizeof(one)) < 0) {
-			/* an eventfd write fails only on overflow: it is readable then */
-		}
-		pthread_join(e->listener, NULL);
-		e->listening = false;
-	}
+	listener_stop(&e->listen);
 	pthread_mutex_lock(&e->lock);
 	e->stopping = true;
 	for (struct link_conn *c = e->conns; c; c = c->next) {
@@ -828,10 +766,7 @@ void link_engine_free(struct link_engine *e)
 		link_event_release(&e->events[(e->ev_head + i) % e->cfg.events_max]);
 	free(e->events);
 	auth_trust_put(e->trust);
-	if (e->listen_fd >= 0)
-		close(e->listen_fd);
-	if (e->stop_fd >= 0)
-		close(e->stop_fd);
+	listener_close(&e->listen);
 	if (e->event_fd >= 0)
 		close(e->event_fd);
 	pthread_mutex_destroy(&e->lock);

@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "link.h"
+#include "listener.h"
 
 enum {
 	LINK_HEADER = 5,	/* length (4) and type (1) */
@@ -66,12 +67,8 @@ struct link_conn {
 struct link_engine {
 	struct link_config cfg;
 	SSL_CTX *client_ctx, *server_ctx;
-	int listen_fd;
-	int stop_fd;			/* eventfd: stops the accepting thread */
+	struct listener listen;
 	int event_fd;			/* eventfd: events to collect */
-	uint16_t port;
-	pthread_t listener;
-	bool listening;
 
 	pthread_mutex_t lock;
 	bool stopping;

@@ -32,6 +32,7 @@
 #include "auth_int.h"
 #include "cleanup.h"
 #include "io.h"
+#include "listener.h"
 #include "log.h"
 #include "relay.h"
 #include "ssl_cleanup.h"
@@ -928,7 +929,6 @@ static int tunnel_open(struct tunnel *t)
 int tunnel_start(const struct tunnel_config *cfg, struct tunnel **out)
 {
 	struct tunnel *t = calloc(1, sizeof(*t));
-	sigset_t all, old;
 	int r;
 
 	if (!t)
@@ -944,10 +944,7 @@ int tunnel_start(const struct tunnel_config *cfg, struct tunnel **out)
 	r = tunnel_open(t);
 	if (!r) {
 		/* the threads take no signal: the main loop's signalfd has them */
-		sigfillset(&all);
-		pthread_sigmask(SIG_BLOCK, &all, &old);
-		r = -pthread_create(&t->acceptor, NULL, acceptor_main, t);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		r = -thread_spawn(&t->acceptor, acceptor_main, t);
 		t->accepting = r == 0;
 	}
 	if (r) {
