@@ -109,6 +109,7 @@ static int diff_result(struct agent *a, struct json_object *next, struct policy_
 	_cleanup_policy_entries_ struct policy_entries *want = NULL, *active = NULL;
 	_cleanup_policy_diff_ struct policy_diff *diff = NULL;
 	_cleanup_policy_doc_ struct policy_doc *old = NULL;
+	struct control_error ignored;
 	struct datapath_view v;
 	char why[1024];
 	__u32 gen;
@@ -117,9 +118,9 @@ static int diff_result(struct agent *a, struct json_object *next, struct policy_
 	r = datapath_compile(next, &want, why, sizeof(why));
 	if (r)
 		return control_error_set(err, "invalid_argument", "%s", why), r;
-	r = state_doc(a->state, &old, err);
-	if (r)
-		return r;
+	/* best effort: removed entries are named by rule number without it */
+	if (state_doc(a->state, &old, &ignored))
+		old = NULL;
 	if (datapath_policy_read(&a->dp, &active, &gen))
 		active = calloc(1, sizeof(*active));
 	if (!active || policy_diff(active, want, &diff) || datapath_view(next, &v))
