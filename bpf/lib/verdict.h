@@ -254,8 +254,9 @@ static __always_inline __u32 fg_check_quarantine(__u32 local_id, __u32 local_td,
 		return FG_REASON_DENY_QUARANTINE_LOCAL;
 	if (fg_quarantined(FG_Q_IDENTITY, peer_id))
 		return FG_REASON_DENY_QUARANTINE_PEER;
+	/* most flows stay in one trust domain: one lookup for both then */
 	if (fg_quarantined(FG_Q_TRUST_DOMAIN, local_td) ||
-	    fg_quarantined(FG_Q_TRUST_DOMAIN, peer_td))
+	    (peer_td != local_td && fg_quarantined(FG_Q_TRUST_DOMAIN, peer_td)))
 		return FG_REASON_DENY_QUARANTINE_TD;
 	return FG_NO_OBJECTION;
 }
