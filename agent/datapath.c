@@ -488,7 +488,8 @@ static int policy_sync(struct datapath *dp, const struct policy_entries *set)
 	r = policy_map_fill(fd, set->entries, set->n);
 	if (r)
 		return r;
-	r = policy_map_swap(dp->slot_fd, fd, dp->pin_dir, &gen);
+	r = policy_map_swap(dp->slot_fd, fd, policy_map_shape(set->entries, set->n), dp->pin_dir,
+			    &gen);
 	if (r)
 		return log_error_errno(r, "map 'fg_policy_slot': swap");
 	log_info("policy: %zu entries in force, generation %u", set->n, gen);

@@ -238,7 +238,7 @@ static int policy_install_empty(struct loader *l, int slot_fd, __u32 max_entries
 	policy_spec_release(&spec);
 	if (fd < 0)
 		return fd;
-	err = policy_map_swap(slot_fd, fd, l->pin_dir, &gen);
+	err = policy_map_swap(slot_fd, fd, policy_map_shape(NULL, 0), l->pin_dir, &gen);
 	if (err)
 		return err;
 	log_info(

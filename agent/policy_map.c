@@ -267,10 +267,29 @@ int policy_map_generation(int map_fd, __u32 *generation)
 	return 0;
 }
 
-static int write_generation(int map_fd, __u32 generation)
+__u8 policy_map_shape(const struct policy_entry *entries, size_t n)
+{
+	__u8 shape = FG_SHAPE_NO_ANY_PEER | FG_SHAPE_NO_ANY_PORT;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct fg_policy_key *k = &entries[i].key;
+
+		if (k->dir == FG_DIR_META)
+			continue;
+		/* either side: the local one is never a wildcard, so this errs safe */
+		if (k->src_id == FG_ID_ANY || k->dst_id == FG_ID_ANY)
+			shape &= (__u8)~FG_SHAPE_NO_ANY_PEER;
+		if (k->port == 0)
+			shape &= (__u8)~FG_SHAPE_NO_ANY_PORT;
+	}
+	return shape;
+}
+
+static int write_generation(int map_fd, __u32 generation, __u8 shape)
 {
 	struct fg_policy_key key = {.dir = FG_DIR_META};
-	struct fg_policy_value value = {.action = FG_ACT_META, .rule_id = generation};
+	struct fg_policy_value value = {.action = FG_ACT_META, .shape = shape,
+					.rule_id = generation};
 
 	if (bpf_map_update_elem(map_fd, &key, &value, BPF_ANY) < 0)
 		return log_error_errno(-errno, "map '%s': cannot write generation %u",
@@ -311,7 +330,8 @@ static int pin_policy(int map_fd, const char *pin_dir)
 	return pin_replace(map_fd, path);
 }
 
-int policy_map_swap(int slot_fd, int new_fd, const char *pin_dir, __u32 *generation)
+int policy_map_swap(int slot_fd, int new_fd, __u8 shape, const char *pin_dir,
+		    __u32 *generation)
 {
 	__u32 zero = 0, gen = 0;
 	int err;
@@ -319,7 +339,7 @@ int policy_map_swap(int slot_fd, int new_fd, const char *pin_dir, __u32 *generat
 	err = next_generation(slot_fd, &gen);
 	if (err)
 		return err;
-	err = write_generation(new_fd, gen);
+	err = write_generation(new_fd, gen, shape);
 	if (err)
 		return err;
 	if (bpf_map_update_elem(slot_fd, &zero, &new_fd, BPF_ANY) < 0)

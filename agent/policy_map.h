@@ -76,11 +76,19 @@ int policy_map_active(int slot_fd);
 int policy_map_generation(int map_fd, __u32 *generation);
 
 /*
+ * The enum fg_policy_shape bits of a rule set: the wildcards none of its
+ * entries has, whose probes the datapath may skip.
+ */
+__u8 policy_map_shape(const struct policy_entry *entries, size_t n);
+
+/*
  * Writes the generation entry of new_fd (the active map's generation + 1,
- * or 1 when the slot is empty), installs new_fd in slot 0 and pins it at
+ * or 1 when the slot is empty, and @shape: policy_map_shape() of what
+ * new_fd holds), installs new_fd in slot 0 and pins it at
  * <pin_dir>/fg_policy in place of the previous pin.
  */
-int policy_map_swap(int slot_fd, int new_fd, const char *pin_dir, __u32 *generation);
+int policy_map_swap(int slot_fd, int new_fd, __u8 shape, const char *pin_dir,
+		    __u32 *generation);
 
 /* Pins the map in slot 0 at <pin_dir>/fg_policy (repairs an outdated pin). */
 int policy_map_pin_active(int slot_fd, const char *pin_dir);

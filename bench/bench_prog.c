@@ -114,7 +114,9 @@ static void put_policy(struct bench *b)
 
 		rules[i] = (struct fg_test_rule){ k, allow };
 	}
-	r = fg_test_policy_install(bpf_map__fd(b->fg->maps.fg_policy_slot), GEN, rules,
+	/* exact rules only: the shape the agent writes for them (policy_map_shape()) */
+	r = fg_test_policy_install_shaped(bpf_map__fd(b->fg->maps.fg_policy_slot), GEN,
+					  FG_SHAPE_NO_ANY_PEER | FG_SHAPE_NO_ANY_PORT, rules,
 				   POLICY_ENTRIES);
 	free(rules);
 	if (r)

@@ -583,7 +583,8 @@ static __always_inline __u32 fg_skb_bound(struct fg_judgement *j, struct fg_sock
 	if (r != FG_NO_OBJECTION)
 		return r;
 
-	void *rules = fg_policy_rules(&gen);
+	__u8 shape;
+	void *rules = fg_policy_rules(&gen, &shape);
 
 	if (!rules)
 		return FG_REASON_DENY_NO_POLICY;
@@ -596,7 +597,7 @@ static __always_inline __u32 fg_skb_bound(struct fg_judgement *j, struct fg_sock
 			.dir = b->dir,
 		};
 
-		r = fg_policy_match(rules, &c, j);
+		r = fg_policy_match(rules, shape, &c, j);
 		if (!fg_allowed(r))
 			return r;
 		if (b->state != FG_SOCK_TUNNEL &&
@@ -729,10 +730,11 @@ static __always_inline void fg_flow_key_of(struct fg_flow_key *k, const struct f
 static __always_inline bool fg_flow_valid(struct fg_judgement *j, const struct fg_flow_value *v)
 {
 	__u32 gen = 0;
+	__u8 shape;
 
 	if (!v || v->local_id != j->local_id || v->peer_id != j->peer_id)
 		return false;
-	if (!fg_policy_rules(&gen) || gen != v->policy_gen)
+	if (!fg_policy_rules(&gen, &shape) || gen != v->policy_gen)
 		return false;
 	j->rule_id = v->rule_id;
 	j->auth = v->auth;

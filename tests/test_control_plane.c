@@ -21,6 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
+
+#include <fedguard/abi.h>
+
 #include "lib/require.h"
 #include "lib/sandbox.h"
 
@@ -351,4 +355,62 @@ Test(control_plane, apply_lists_a_thousand_entries_unless_asked_for_all)
 	cr_expect_eq(count_of(output, "\"rule\":\"many\""), 1600, "entries in force");
 	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT), -EPERM,
 		     "the old rule's port still passes");
+}
+
+/* A connection from a to b's port: 0, or the -errno of connect(). */
+static int connect_and_close(int port)
+{
+	int fd = sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, port);
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
+/* The shape the agent wrote into the generation entry of the policy in force. */
+static __u8 shape_in_force(void)
+{
+	struct fg_policy_key meta = {.dir = FG_DIR_META};
+	struct fg_policy_value v = {};
+	int fd = sb_map(&sb, "fg_policy");
+
+	cr_assert_geq(fd, 0, "fg_policy: %s", strerror(-fd));
+	cr_assert_eq(bpf_map_lookup_elem(fd, &meta, &v), 0, "no generation entry");
+	close(fd);
+	cr_assert_eq(v.action, FG_ACT_META);
+	return v.shape;
+}
+
+/*
+ * The generation entry tells the datapath which wildcards the rules lack,
+ * so that it skips their probes: none for exact rules, and each wildcard
+ * clears its bit. Traffic follows the rules all the while.
+ */
+Test(control_plane, the_policy_in_force_says_which_wildcards_it_has)
+{
+	FILE *f;
+
+	cr_expect_eq(shape_in_force(), FG_SHAPE_NO_ANY_PEER | FG_SHAPE_NO_ANY_PORT,
+		     "a-calls-b is exact");
+	f = fopen(policy_path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "version: 2\nrules:\n  - name: a-calls-b-anywhere\n    action: allow\n"
+		   "    transport: authenticated\n    from: {spiffe_id: %s}\n"
+		   "    to: {spiffe_id: %s}\n    protocols: [tcp]\n", A, B);
+	fclose(f);
+	cr_assert_eq(ctl("policy apply %s", policy_path), 0, "%s", output);
+	cr_expect_eq(shape_in_force(), FG_SHAPE_NO_ANY_PEER, "every port: a port-0 entry");
+	cr_expect_eq(connect_and_close(SB_OTHER_PORT), 0, "any port of b is allowed now");
+
+	f = fopen(policy_path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "version: 3\nrules:\n  - name: a-calls-anyone\n    action: allow\n"
+		   "    transport: authenticated\n    from: {spiffe_id: %s}\n    to: any\n"
+		   "    ports: [%d]\n    protocols: [tcp]\n", A, SB_ECHO_PORT);
+	fclose(f);
+	cr_assert_eq(ctl("policy apply %s", policy_path), 0, "%s", output);
+	cr_expect_eq(shape_in_force(), FG_SHAPE_NO_ANY_PORT, "to any: an any-peer entry");
+	cr_expect_eq(connect_and_close(SB_ECHO_PORT), 0, "the any-peer allow is probed");
+	cr_expect_eq(connect_and_close(SB_OTHER_PORT), -EPERM);
 }

@@ -143,3 +143,34 @@ Test(policy_map, a_set_larger_than_the_map_is_refused)
 	free(in);
 	close(fd);
 }
+
+/* --- the shape of a rule set: no kernel needed ---------------------------- */
+
+static struct policy_entry rule(__u8 dir, __u32 src, __u32 dst, __u16 port)
+{
+	return (struct policy_entry){ .key = { .src_id = src, .dst_id = dst, .port = port,
+					       .proto = IPPROTO_TCP, .dir = dir },
+				      .value = { .action = FG_ACT_ALLOW, .rule_id = 1 } };
+}
+
+Test(policy_shape, each_wildcard_clears_its_bit)
+{
+	const __u8 none = FG_SHAPE_NO_ANY_PEER | FG_SHAPE_NO_ANY_PORT;
+	struct policy_entry exact[] = { rule(FG_DIR_EGRESS, 1000, 2000, 80),
+					rule(FG_DIR_INGRESS, 2000, 1000, 443) };
+	struct policy_entry any_port[] = { rule(FG_DIR_EGRESS, 1000, 2000, 80),
+					   rule(FG_DIR_EGRESS, 1000, 2000, 0) };
+	struct policy_entry any_peer_in[] = { rule(FG_DIR_INGRESS, FG_ID_ANY, 1000, 80) };
+	struct policy_entry any_peer_out[] = { rule(FG_DIR_EGRESS, 1000, FG_ID_ANY, 80) };
+	struct policy_entry both[] = { rule(FG_DIR_EGRESS, 1000, FG_ID_ANY, 0) };
+	struct policy_entry meta[] = { { .key = { .dir = FG_DIR_META },
+					 .value = { .action = FG_ACT_META } } };
+
+	cr_expect_eq(policy_map_shape(NULL, 0), none, "an empty set has no wildcard");
+	cr_expect_eq(policy_map_shape(exact, 2), none);
+	cr_expect_eq(policy_map_shape(any_port, 2), FG_SHAPE_NO_ANY_PEER);
+	cr_expect_eq(policy_map_shape(any_peer_in, 1), FG_SHAPE_NO_ANY_PORT);
+	cr_expect_eq(policy_map_shape(any_peer_out, 1), FG_SHAPE_NO_ANY_PORT);
+	cr_expect_eq(policy_map_shape(both, 1), 0);
+	cr_expect_eq(policy_map_shape(meta, 1), none, "the generation entry is no rule");
+}

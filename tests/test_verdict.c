@@ -131,6 +131,7 @@ struct world {
 	struct fg_quarantine_key quarantine[MAX_QUARANTINE];
 	struct auth_entry auth[MAX_AUTH];
 	__u32 gen;		/* policy generation; GEN when 0 in a row's world */
+	__u8 shape;		/* the generation entry's enum fg_policy_shape bits */
 	bool no_policy;		/* leave fg_policy_slot empty */
 	bool no_cgroup;		/* no fg_cgroups entry for this process's cgroup */
 	/* an fg_tun_peer entry: the agent's end of a tunnelled connection at
@@ -219,6 +220,29 @@ static const struct row skb_egress_rows[] = {
 	  { .rules = { ALLOW(ID_A, ANY, 80, TCP, EGRESS) } }, PASS, FG_REASON_ALLOW_POLICY },
 	{ "tcp4 wildcard never stands for the local side", SKB_EGRESS, TCP4(A4, B4, 40000, 80, SYN),
 	  { .rules = { ALLOW(ANY, ID_B, 80, TCP, EGRESS) } }, DROP, FG_REASON_DENY_POLICY },
+	/* a map's shape says which wildcards it lacks; their probes are skipped
+	 * (the agent never writes a shape its entries contradict: these rows
+	 * show that the skip happens, and that exact entries still decide) */
+	{ "tcp4 shape without wildcards: an exact allow decides", SKB_EGRESS,
+	  TCP4(A4, B4, 40000, 80, SYN),
+	  { .rules = { ALLOW(ID_A, ID_B, 80, TCP, EGRESS) },
+	    .shape = FG_SHAPE_NO_ANY_PEER | FG_SHAPE_NO_ANY_PORT }, PASS, FG_REASON_ALLOW_POLICY },
+	{ "tcp4 shape without wildcards: an exact deny decides", SKB_EGRESS,
+	  TCP4(A4, B4, 40000, 80, SYN),
+	  { .rules = { DENY(ID_A, ID_B, 80, TCP, EGRESS) },
+	    .shape = FG_SHAPE_NO_ANY_PEER | FG_SHAPE_NO_ANY_PORT }, DROP, FG_REASON_DENY_RULE },
+	{ "tcp4 shape without wildcard peers: the any-peer probe is skipped", SKB_EGRESS,
+	  TCP4(A4, B4, 40000, 80, SYN),
+	  { .rules = { ALLOW(ID_A, ANY, 80, TCP, EGRESS) }, .shape = FG_SHAPE_NO_ANY_PEER },
+	  DROP, FG_REASON_DENY_POLICY },
+	{ "tcp4 shape without wildcard ports: the any-port probe is skipped", SKB_EGRESS,
+	  TCP4(A4, B4, 40000, 80, SYN),
+	  { .rules = { ALLOW(ID_A, ID_B, 0, TCP, EGRESS) }, .shape = FG_SHAPE_NO_ANY_PORT },
+	  DROP, FG_REASON_DENY_POLICY },
+	{ "tcp4 shape without wildcard ports: the any-peer probe stays", SKB_EGRESS,
+	  TCP4(A4, B4, 40000, 80, SYN),
+	  { .rules = { DENY(ID_A, ANY, 80, TCP, EGRESS), ALLOW(ID_A, ID_B, 80, TCP, EGRESS) },
+	    .shape = FG_SHAPE_NO_ANY_PORT }, DROP, FG_REASON_DENY_RULE },
 	{ "tcp4 an ingress entry does not allow egress", SKB_EGRESS, TCP4(A4, B4, 40000, 80, SYN),
 	  { .rules = { ALLOW(ID_A, ID_B, 80, TCP, INGRESS) } }, DROP, FG_REASON_DENY_POLICY },
 	{ "tcp4 a udp entry does not allow tcp", SKB_EGRESS, TCP4(A4, B4, 40000, 80, SYN),
@@ -989,8 +1013,8 @@ static void world_apply(struct harness *h, const struct row *r, const struct wor
 	int slot = MAP_FD(h, fg_policy_slot);
 
 	if (gen && !w->no_policy)
-		must(fg_test_policy_install(slot, gen, w->rules, rules_count(w)), r->name,
-		     "install the policy");
+		must(fg_test_policy_install_shaped(slot, gen, w->shape, w->rules, rules_count(w)),
+		     r->name, "install the policy");
 	for (int i = 0; i < MAX_QUARANTINE && w->quarantine[i].kind; i++) {
 		struct fg_quarantine_value v = { .since_ns = 1, .reason = 1 };
 

@@ -263,8 +263,11 @@ static __always_inline __u32 fg_check_quarantine(__u32 local_id, __u32 local_td,
 
 /* --- policy -------------------------------------------------------------- */
 
-/* The active rule map and its generation, or NULL when none is installed. */
-static __always_inline void *fg_policy_rules(__u32 *gen)
+/*
+ * The active rule map, its generation and its shape (the probes it needs),
+ * or NULL when none is installed.
+ */
+static __always_inline void *fg_policy_rules(__u32 *gen, __u8 *shape)
 {
 	struct fg_policy_key meta = {};
 	struct fg_policy_value *v;
@@ -276,15 +279,17 @@ static __always_inline void *fg_policy_rules(__u32 *gen)
 		return NULL;
 	v = bpf_map_lookup_elem(rules, &meta);
 	*gen = v ? v->rule_id : 0;
+	*shape = v ? v->shape : 0;
 	return rules;
 }
 
 /*
  * Probe exact and wildcard entries. Any deny entry wins; otherwise the most
  * specific allow names the rule and the strictest auth mode of all matching
- * allows applies.
+ * allows applies. A wildcard the map's shape says it lacks is not probed:
+ * a lookup saved, and the same verdict.
  */
-static __always_inline __u32 fg_policy_match(void *rules, const struct fg_conn *c,
+static __always_inline __u32 fg_policy_match(void *rules, __u8 shape, const struct fg_conn *c,
 					     struct fg_judgement *j)
 {
 	bool allowed = false;
@@ -294,6 +299,10 @@ static __always_inline __u32 fg_policy_match(void *rules, const struct fg_conn *
 	j->rule_id = 0;
 	for (int i = 0; i < FG_POLICY_PROBES; i++) {
 		__u32 peer = (i & 1) ? FG_ID_ANY : c->peer_id;
+
+		if (((i & 1) && (shape & FG_SHAPE_NO_ANY_PEER)) ||
+		    ((i & 2) && (shape & FG_SHAPE_NO_ANY_PORT)))
+			continue;
 		struct fg_policy_key k = {
 			.src_id = c->dir == FG_DIR_EGRESS ? c->local_id : peer,
 			.dst_id = c->dir == FG_DIR_EGRESS ? peer : c->local_id,
@@ -386,14 +395,15 @@ static __always_inline __u32 fg_decide(const struct fg_conn *c, __u32 local_td, 
 {
 	__u32 r = fg_check_quarantine(c->local_id, local_td, c->peer_id, peer_td);
 	void *rules;
+	__u8 shape;
 
 	if (r != FG_NO_OBJECTION)
 		return r;
-	rules = fg_policy_rules(&j->policy_gen);
+	rules = fg_policy_rules(&j->policy_gen, &shape);
 	if (!rules)
 		return FG_REASON_DENY_NO_POLICY;
 	j->dir = c->dir;
-	return fg_policy_match(rules, c, j);
+	return fg_policy_match(rules, shape, c, j);
 }
 
 /*

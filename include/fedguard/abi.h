@@ -151,11 +151,22 @@ struct fg_policy_key {
 };
 _Static_assert(sizeof(struct fg_policy_key) == 12, "fg_policy_key size");
 
+/*
+ * fg_policy_value.shape of the generation entry: the probes a rule map
+ * does not need, because no entry of it has that wildcard. 0 (the
+ * generation entry of a map written before shapes, or a map that has both
+ * wildcards) means every probe.
+ */
+enum fg_policy_shape {
+	FG_SHAPE_NO_ANY_PEER = 1,	/* no entry has FG_ID_ANY on its peer side */
+	FG_SHAPE_NO_ANY_PORT = 2,	/* no entry has port 0 */
+};
+
 struct fg_policy_value {
 	__u8 action;		/* enum fg_action */
 	__u8 auth;		/* enum fg_auth_mode */
 	__u8 transport;		/* enum fg_transport */
-	__u8 pad;
+	__u8 shape;		/* generation entry: enum fg_policy_shape bits; 0 elsewhere */
 	__u32 rule_id;		/* the rule that produced the entry */
 };
 _Static_assert(sizeof(struct fg_policy_value) == 8, "fg_policy_value size");

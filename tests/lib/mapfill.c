@@ -100,10 +100,10 @@ int fg_test_counters_sum(int fd, struct fg_counter sum[FG_REASON_MAX])
 	return 0;
 }
 
-static int policy_fill(int fd, __u32 gen, const struct fg_test_rule *rules, size_t n)
+static int policy_fill(int fd, __u32 gen, __u8 shape, const struct fg_test_rule *rules, size_t n)
 {
 	struct fg_policy_key meta_key = { 0 };
-	struct fg_policy_value meta = { .action = FG_ACT_META, .rule_id = gen };
+	struct fg_policy_value meta = { .action = FG_ACT_META, .shape = shape, .rule_id = gen };
 	int r;
 
 	r = bpf_map_update_elem(fd, &meta_key, &meta, BPF_NOEXIST);
@@ -119,6 +119,12 @@ static int policy_fill(int fd, __u32 gen, const struct fg_test_rule *rules, size
 
 int fg_test_policy_install(int slot_fd, __u32 gen, const struct fg_test_rule *rules, size_t n)
 {
+	return fg_test_policy_install_shaped(slot_fd, gen, 0, rules, n);
+}
+
+int fg_test_policy_install_shaped(int slot_fd, __u32 gen, __u8 shape,
+				  const struct fg_test_rule *rules, size_t n)
+{
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
 	__u32 entries = n + 1 > POLICY_MIN_ENTRIES ? n + 1 : POLICY_MIN_ENTRIES;
 	__attribute__((cleanup(closep))) int fd = -1;
@@ -129,7 +135,7 @@ int fg_test_policy_install(int slot_fd, __u32 gen, const struct fg_test_rule *ru
 			    sizeof(struct fg_policy_value), entries, &opts);
 	if (fd < 0)
 		return fd;
-	r = policy_fill(fd, gen, rules, n);
+	r = policy_fill(fd, gen, shape, rules, n);
 	if (r < 0)
 		return r;
 	/* the slot holds its own reference; ours goes with the cleanup */

@@ -35,6 +35,10 @@ int fg_test_counters_sum(int fd, struct fg_counter sum[FG_REASON_MAX]);
  */
 int fg_test_policy_install(int slot_fd, __u32 gen, const struct fg_test_rule *rules, size_t n);
 
+/* The same with @shape (enum fg_policy_shape bits) in the generation entry. */
+int fg_test_policy_install_shaped(int slot_fd, __u32 gen, __u8 shape,
+				  const struct fg_test_rule *rules, size_t n);
+
 /* Empties slot 0: no policy installed. */
 int fg_test_policy_remove(int slot_fd);
 
