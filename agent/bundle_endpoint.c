@@ -54,12 +54,8 @@ static const struct {
 
 struct bep_server {
 	SSL_CTX *ctx;
-	int listen_fd;
-	int stop_fd;
-	__u16 port;
+	struct listener listen;	/* serves one connection at a time, on its thread */
 	unsigned int timeout_ms;
-	pthread_t worker;
-	bool running;
 
 	pthread_mutex_t lock; /* guards what follows */
 	bool stopping;
@@ -75,37 +71,20 @@ struct bep_server {
 
 static int listen_on(struct bep_server *s, const char *spec, char *why, size_t why_len)
 {
-	_cleanup_close_ int fd = -1;
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int one = 1;
+	int r;
 
 	if (metrics_http_parse_listen(spec, &ss, &len)) {
 		snprintf(why, why_len, "bundle endpoint: '%s' is not ADDR:PORT or [ADDR]:PORT",
 			 spec);
 		return -EINVAL;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 16)) {
-		int r = -errno;
-
+	r = listener_open(&s->listen, &ss, len, 16);
+	if (r)
 		snprintf(why, why_len, "bundle endpoint: cannot listen on '%s': %s", spec,
 			 strerror(-r));
-		return r;
-	}
-	len = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &len)) {
-		int r = -errno;
-
-		snprintf(why, why_len, "bundle endpoint: '%s': getsockname: %s", spec,
-			 strerror(-r));
-		return r;
-	}
-	s->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-						: ((struct sockaddr_in6 *)&ss)->sin6_port);
-	s->listen_fd = take_fd(&fd);
-	return 0;
+	return r;
 }
 
 /* TLS 1.2 at least, as the https_spiffe profile allows; OpenSSL prefers 1.3. */
@@ -291,29 +270,16 @@ static bool set_conn(struct bep_server *s, int fd)
 	return !stopping;
 }
 
-static void *worker(void *arg)
+/* One connection, served to its end before the next is accepted. */
+static void on_accept(void *ctx, int fd, const struct sockaddr_storage *from, socklen_t len)
 {
-	struct bep_server *s = arg;
-	struct pollfd p[2] = { { .fd = s->listen_fd, .events = POLLIN },
-			       { .fd = s->stop_fd, .events = POLLIN } };
-	int fd;
+	struct bep_server *s = ctx;
 
-	for (;;) {
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
-			break;
-		if (p[1].revents)
-			break;
-		if (!(p[0].revents & POLLIN))
-			continue;
-		fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
-			continue; /* gone before accept, or out of descriptors for now */
-		if (set_conn(s, fd))
-			serve(s, fd);
-		set_conn(s, -1);
-		close(fd);
-	}
-	return NULL;
+	(void)from, (void)len;
+	if (set_conn(s, fd))
+		serve(s, fd);
+	set_conn(s, -1);
+	close(fd);
 }
 
 int bep_server_start(const struct bep_server_config *cfg, struct bep_server **out, char *why,
@@ -324,15 +290,11 @@ int bep_server_start(const struct bep_server_config *cfg, struct bep_server **ou
 
 	if (!s)
 		return -ENOMEM;
-	s->listen_fd = s->conn_fd = -1;
+	listener_init(&s->listen);
+	s->conn_fd = -1;
 	s->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : BEP_TIMEOUT_MS;
 	pthread_mutex_init(&s->lock, NULL);
-	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	r = s->stop_fd < 0 ? -errno : 0;
-	if (r)
-		snprintf(why, why_len, "bundle endpoint: eventfd: %s", strerror(-r));
-	if (!r)
-		r = ctx_init(s, why, why_len);
+	r = ctx_init(s, why, why_len);
 	if (!r)
 		r = bep_server_set_cred(s, cfg->cert, cfg->key, cfg->chain, why, why_len);
 	if (!r && cfg->bundle_json && bep_server_set_bundle(s, cfg->bundle_json))
@@ -340,7 +302,7 @@ int bep_server_start(const struct bep_server_config *cfg, struct bep_server **ou
 	if (!r)
 		r = listen_on(s, cfg->listen, why, why_len);
 	if (!r) {
-		r = -thread_spawn(&s->worker, worker, s);
+		r = listener_start(&s->listen, on_accept, s);
 		if (r)
 			snprintf(why, why_len, "bundle endpoint: no thread: %s", strerror(-r));
 	}
@@ -348,15 +310,12 @@ int bep_server_start(const struct bep_server_config *cfg, struct bep_server **ou
 		bep_server_stop(s);
 		return r;
 	}
-	s->running = true;
 	*out = s;
 	return 0;
 }
 
 void bep_server_stop(struct bep_server *s)
 {
-	__u64 one = 1;
-
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->lock);
@@ -364,16 +323,8 @@ void bep_server_stop(struct bep_server *s)
 	if (s->conn_fd >= 0)
 		shutdown(s->conn_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&s->lock);
-	if (s->running) {
-		if (write(s->stop_fd, &one, sizeof(one)) < 0)
-			log_debug("bundle endpoint: cannot wake its worker: %m");
-		pthread_join(s->worker, NULL);
-	}
+	listener_close(&s->listen);
 	SSL_CTX_free(s->ctx);
-	if (s->listen_fd >= 0)
-		close(s->listen_fd);
-	if (s->stop_fd >= 0)
-		close(s->stop_fd);
 	X509_free(s->cert);
 	EVP_PKEY_free(s->key);
 	sk_X509_pop_free(s->chain, X509_free);
@@ -384,7 +335,7 @@ void bep_server_stop(struct bep_server *s)
 
 __u16 bep_server_port(const struct bep_server *s)
 {
-	return s->port;
+	return s->listen.port;
 }
 
 void bep_server_stats(struct bep_server *s, struct bep_server_stats *out)

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * A TCP listening socket and the thread that accepts on it, for the
- * engines that serve other agents (peer authentication, links): open,
+ * A TCP listening socket and the thread that accepts on it, for what
+ * serves other agents (peer authentication, links, the bundle endpoint): open,
  * start with a callback for each accepted connection, stop. The callback
  * runs on the accepting thread and owns the descriptor it is given
- * (non-blocking, close-on-exec); it must not block.
+ * (non-blocking, close-on-exec); nothing else is accepted until it returns,
+ * and listener_stop() waits for it: one that serves the connection itself
+ * (the bundle endpoint) must be cut short by its owner first.
  */
 #ifndef FEDGUARD_LISTENER_H
 #define FEDGUARD_LISTENER_H

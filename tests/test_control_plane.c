@@ -304,6 +304,19 @@ Test(control_plane, invalid_policy_leaves_the_old_one_in_force)
 	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_OTHER_PORT), -EPERM);
 }
 
+/* Writes a one-rule policy, a -> @to (a selector, or any) on @ports ("" for every port). */
+static void write_rule(int version, const char *name, const char *to, const char *ports)
+{
+	FILE *f = fopen(policy_path, "w");
+
+	cr_assert_not_null(f);
+	fprintf(f, "version: %d\nrules:\n  - name: %s\n    action: allow\n"
+		   "    transport: authenticated\n    from: {spiffe_id: %s}\n    to: %s\n"
+		   "%s%s%s    protocols: [tcp]\n", version, name, A, to,
+		   *ports ? "    ports: [" : "", ports, *ports ? "]\n" : "");
+	fclose(f);
+}
+
 static size_t count_of(const char *hay, const char *needle)
 {
 	size_t n = 0;
@@ -320,14 +333,10 @@ static size_t count_of(const char *hay, const char *needle)
  */
 Test(control_plane, apply_lists_a_thousand_entries_unless_asked_for_all)
 {
-	FILE *f = fopen(policy_path, "w");
+	char to[256];
 
-	cr_assert_not_null(f);
-	fprintf(f, "version: 2\nrules:\n  - name: many\n    action: allow\n"
-		   "    transport: authenticated\n    from: {spiffe_id: %s}\n"
-		   "    to: {spiffe_id: %s}\n    ports: [\"9000-9799\"]\n"
-		   "    protocols: [tcp]\n", A, B);
-	fclose(f);
+	snprintf(to, sizeof(to), "{spiffe_id: %s}", B);
+	write_rule(2, "many", to, "\"9000-9799\"");
 
 	cr_assert_eq(ctl("policy apply %s --dry-run", policy_path), 0, "%s", output);
 	cr_expect(strstr(output, "1600 entries (+1600 -2), dry run") != NULL, "%s", output);
@@ -389,26 +398,18 @@ static __u8 shape_in_force(void)
  */
 Test(control_plane, the_policy_in_force_says_which_wildcards_it_has)
 {
-	FILE *f;
+	char to[256], port[16];
 
 	cr_expect_eq(shape_in_force(), FG_SHAPE_NO_ANY_PEER | FG_SHAPE_NO_ANY_PORT,
 		     "a-calls-b is exact");
-	f = fopen(policy_path, "w");
-	cr_assert_not_null(f);
-	fprintf(f, "version: 2\nrules:\n  - name: a-calls-b-anywhere\n    action: allow\n"
-		   "    transport: authenticated\n    from: {spiffe_id: %s}\n"
-		   "    to: {spiffe_id: %s}\n    protocols: [tcp]\n", A, B);
-	fclose(f);
+	snprintf(to, sizeof(to), "{spiffe_id: %s}", B);
+	write_rule(2, "a-calls-b-anywhere", to, "");
 	cr_assert_eq(ctl("policy apply %s", policy_path), 0, "%s", output);
 	cr_expect_eq(shape_in_force(), FG_SHAPE_NO_ANY_PEER, "every port: a port-0 entry");
 	cr_expect_eq(connect_and_close(SB_OTHER_PORT), 0, "any port of b is allowed now");
 
-	f = fopen(policy_path, "w");
-	cr_assert_not_null(f);
-	fprintf(f, "version: 3\nrules:\n  - name: a-calls-anyone\n    action: allow\n"
-		   "    transport: authenticated\n    from: {spiffe_id: %s}\n    to: any\n"
-		   "    ports: [%d]\n    protocols: [tcp]\n", A, SB_ECHO_PORT);
-	fclose(f);
+	snprintf(port, sizeof(port), "%d", SB_ECHO_PORT);
+	write_rule(3, "a-calls-anyone", "any", port);
 	cr_assert_eq(ctl("policy apply %s", policy_path), 0, "%s", output);
 	cr_expect_eq(shape_in_force(), FG_SHAPE_NO_ANY_PORT, "to any: an any-peer entry");
 	cr_expect_eq(connect_and_close(SB_ECHO_PORT), 0, "the any-peer allow is probed");
