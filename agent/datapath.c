@@ -66,6 +66,8 @@ int datapath_open(struct datapath *dp, const struct loader *l, const __u8 node[1
 	return r;
 }
 
+static void kv_drop(struct kv_set **s);
+
 void datapath_close(struct datapath *dp)
 {
 	int *fds[] = { &dp->cgroups_fd, &dp->ipcache_fd, &dp->quarantine_fd, &dp->slot_fd };
@@ -81,11 +83,14 @@ void datapath_close(struct datapath *dp)
 	if (dp->cut_link_fd >= 0)
 		close(dp->cut_link_fd);
 	dp->cut_link_fd = -1;
+	kv_drop(&dp->synced_quarantine);
+	kv_drop(&dp->synced_cgroups);
+	kv_drop(&dp->synced_ipcache);
 }
 
 /* --- a map brought to a wanted content ---------------------------------- */
 
-/* Wanted keys and values, sorted by key for lookups. */
+/* Keys and values; kv_canonical() sorts them by key, one entry per key. */
 struct kv_set {
 	__u8 *keys;
 	__u8 *values;
@@ -120,23 +125,13 @@ static void kv_free(struct kv_set *s)
 	free(s->values);
 }
 
-static int kv_cmp(const void *a, const void *b, void *ksz)
+/* Frees a set made by map_sync() and forgets it. */
+static void kv_drop(struct kv_set **s)
 {
-	return memcmp(a, b, *(size_t *)ksz);
-}
-
-/* A sorted copy of the keys of @s, for kv_has(). */
-static __u8 *kv_sorted_keys(const struct kv_set *s)
-{
-	__u8 *keys = malloc(s->n * s->ksz + 1);
-	size_t ksz = s->ksz;
-
-	if (!keys)
-		return NULL;
-	if (s->n)	/* an empty set has no storage: memcpy from NULL */
-		memcpy(keys, s->keys, s->n * s->ksz);
-	qsort_r(keys, s->n, s->ksz, kv_cmp, &ksz);
-	return keys;
+	if (*s)
+		kv_free(*s);
+	free(*s);
+	*s = NULL;
 }
 
 static bool kv_has(const __u8 *sorted, size_t n, size_t ksz, const void *k)
@@ -157,15 +152,54 @@ static bool kv_has(const __u8 *sorted, size_t n, size_t ksz, const void *k)
 	return false;
 }
 
+/* Orders entries by key, then by when they were added. */
+struct kv_order {
+	const struct kv_set *s;
+};
+
+static int kv_index_cmp(const void *a, const void *b, void *arg)
+{
+	const struct kv_set *s = ((struct kv_order *)arg)->s;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	int c = memcmp(s->keys + i * s->ksz, s->keys + j * s->ksz, s->ksz);
+
+	return c ? c : (i > j) - (i < j);
+}
+
 /*
- * Updates every wanted entry, then deletes the entries nobody wants. The
- * sets are small (registrations, not flows), so lookups are linear.
+ * @s sorted by key with one entry per key, the value added last: what
+ * updating the map with @s in order leaves in it.
  */
-static int map_sync(int fd, const char *name, const struct kv_set *want)
+static int kv_canonical(const struct kv_set *s, struct kv_set *out)
+{
+	struct kv_order o = { .s = s };
+	_cleanup_free_ size_t *idx = malloc((s->n ? s->n : 1) * sizeof(*idx));
+	int r = 0;
+
+	*out = (struct kv_set){ .ksz = s->ksz, .vsz = s->vsz };
+	if (!idx)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n; i++)
+		idx[i] = i;
+	qsort_r(idx, s->n, sizeof(*idx), kv_index_cmp, &o);
+	for (size_t i = 0; r == 0 && i < s->n; i++) {
+		bool last_of_key = i + 1 == s->n ||
+				   memcmp(s->keys + idx[i] * s->ksz,
+					  s->keys + idx[i + 1] * s->ksz, s->ksz) != 0;
+
+		if (last_of_key)
+			r = kv_add(out, s->keys + idx[i] * s->ksz, s->values + idx[i] * s->vsz);
+	}
+	if (r)
+		kv_free(out);
+	return r;
+}
+
+/* Updates every wanted entry, then deletes what the map holds beyond them. */
+static int map_sync_full(int fd, const char *name, const struct kv_set *want)
 {
 	__u8 key[64], next[64], *prev = NULL;
 	struct kv_set stale = { .ksz = want->ksz, .vsz = 1 };
-	_cleanup_free_ __u8 *sorted = NULL;
 	int r = 0;
 
 	for (size_t i = 0; i < want->n; i++) {
@@ -173,11 +207,8 @@ static int map_sync(int fd, const char *name, const struct kv_set *want)
 					want->values + i * want->vsz, BPF_ANY))
 			return log_error_errno(-errno, "map '%s': update", name);
 	}
-	sorted = kv_sorted_keys(want);
-	if (!sorted)
-		return -ENOMEM;
 	while (r == 0 && bpf_map_get_next_key(fd, prev, next) == 0) {
-		if (!kv_has(sorted, want->n, want->ksz, next))
+		if (!kv_has(want->keys, want->n, want->ksz, next))
 			r = kv_add(&stale, next, "");
 		memcpy(key, next, want->ksz);
 		prev = key;
@@ -187,6 +218,67 @@ static int map_sync(int fd, const char *name, const struct kv_set *want)
 			r = log_error_errno(-errno, "map '%s': delete", name);
 	kv_free(&stale);
 	return r;
+}
+
+/*
+ * From @had, what the map was last brought to, to @want (both canonical):
+ * the entries new or changed are updated, then the ones gone are deleted.
+ */
+static int map_sync_diff(int fd, const char *name, const struct kv_set *had,
+			 const struct kv_set *want)
+{
+	size_t i = 0, j = 0, ksz = want->ksz, vsz = want->vsz;
+
+	for (j = 0; j < want->n; j++) {
+		const __u8 *k = want->keys + j * ksz, *v = want->values + j * vsz;
+
+		while (i < had->n && memcmp(had->keys + i * ksz, k, ksz) < 0)
+			i++;
+		if (i < had->n && memcmp(had->keys + i * ksz, k, ksz) == 0 &&
+		    memcmp(had->values + i * vsz, v, vsz) == 0)
+			continue;
+		if (bpf_map_update_elem(fd, k, v, BPF_ANY))
+			return log_error_errno(-errno, "map '%s': update", name);
+	}
+	for (i = 0; i < had->n; i++) {
+		const __u8 *k = had->keys + i * ksz;
+
+		if (kv_has(want->keys, want->n, ksz, k))
+			continue;
+		if (bpf_map_delete_elem(fd, k) && errno != ENOENT)
+			return log_error_errno(-errno, "map '%s': delete", name);
+	}
+	return 0;
+}
+
+/*
+ * Brings a map to @want. The first time, and after any failure, every entry
+ * is written and whatever else the map holds is deleted (the maps adopted
+ * from a previous agent, or left half-synced); after that only what
+ * changed since the last sync, which is what the agent alone wrote: a
+ * registration among 10,000 endpoints writes one fg_ipcache entry, not
+ * 10,000. @synced holds that last content, or NULL.
+ */
+static int map_sync(int fd, const char *name, const struct kv_set *want, struct kv_set **synced)
+{
+	struct kv_set *canon = malloc(sizeof(*canon));
+	int r;
+
+	if (!canon)
+		return -ENOMEM;
+	r = kv_canonical(want, canon);
+	if (r) {
+		free(canon);
+		return r;
+	}
+	r = *synced ? map_sync_diff(fd, name, *synced, canon) : map_sync_full(fd, name, canon);
+	kv_drop(synced);
+	if (r) {
+		kv_drop(&canon);
+		return r;
+	}
+	*synced = canon;
+	return 0;
 }
 
 /* --- what the state wants ----------------------------------------------- */
@@ -498,7 +590,7 @@ static int policy_sync(struct datapath *dp, const struct policy_entries *set)
 
 /* --- applying ------------------------------------------------------------- */
 
-static int sync_one(int fd, const char *name, size_t ksz, size_t vsz,
+static int sync_one(int fd, struct kv_set **synced, const char *name, size_t ksz, size_t vsz,
 		    int (*fill)(struct json_object *, const __u8 *, struct kv_set *),
 		    struct json_object *state, const __u8 *node, char *why, size_t why_len)
 {
@@ -506,7 +598,7 @@ static int sync_one(int fd, const char *name, size_t ksz, size_t vsz,
 	int r = fill(state, node, &want);
 
 	if (!r)
-		r = map_sync(fd, name, &want);
+		r = map_sync(fd, name, &want, synced);
 	kv_free(&want);
 	if (r)
 		snprintf(why, why_len, "map '%s': %s", name, strerror(-r));
@@ -539,17 +631,17 @@ int datapath_apply(struct datapath *dp, struct json_object *state, char *why, si
 	r = datapath_compile(state, &set, why, why_len);
 	if (r)
 		return r;
-	r = sync_one(dp->quarantine_fd, "fg_quarantine", sizeof(struct fg_quarantine_key),
-		     sizeof(struct fg_quarantine_value), fill_quarantine, state, dp->node, why,
-		     why_len);
+	r = sync_one(dp->quarantine_fd, &dp->synced_quarantine, "fg_quarantine",
+		     sizeof(struct fg_quarantine_key), sizeof(struct fg_quarantine_value),
+		     fill_quarantine, state, dp->node, why, why_len);
 	if (!r)
-		r = sync_one(dp->cgroups_fd, "fg_cgroups", sizeof(__u64),
+		r = sync_one(dp->cgroups_fd, &dp->synced_cgroups, "fg_cgroups", sizeof(__u64),
 			     sizeof(struct fg_cgroup_info), fill_cgroups, state, dp->node, why,
 			     why_len);
 	if (!r)
-		r = sync_one(dp->ipcache_fd, "fg_ipcache", sizeof(struct fg_ipcache_key),
-			     sizeof(struct fg_ipcache_value), fill_ipcache, state, dp->node, why,
-			     why_len);
+		r = sync_one(dp->ipcache_fd, &dp->synced_ipcache, "fg_ipcache",
+			     sizeof(struct fg_ipcache_key), sizeof(struct fg_ipcache_value),
+			     fill_ipcache, state, dp->node, why, why_len);
 	if (!r) {
 		r = policy_sync(dp, set);
 		if (r)

@@ -23,6 +23,8 @@
 
 struct loader;
 
+struct kv_set;
+
 struct datapath {
 	char pin_dir[PATH_MAX];
 	int cgroups_fd;
@@ -36,6 +38,8 @@ struct datapath {
 	volatile __u32 *cut_td;		/* fg_iter_auth's parameter, in the object's .bss */
 	__u8 node[16];			/* this node's address, IPv4-mapped for v4 */
 	__u32 policy_max_entries;
+	/* what datapath_apply() last brought each map to; NULL: not yet, or failed */
+	struct kv_set *synced_quarantine, *synced_cgroups, *synced_ipcache;
 };
 
 /* The identities the policy compiler sees, borrowed from a state document. */

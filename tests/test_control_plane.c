@@ -25,6 +25,7 @@
 
 #include <fedguard/abi.h>
 
+#include "lib/mapfill.h"
 #include "lib/require.h"
 #include "lib/sandbox.h"
 
@@ -414,4 +415,70 @@ Test(control_plane, the_policy_in_force_says_which_wildcards_it_has)
 	cr_expect_eq(shape_in_force(), FG_SHAPE_NO_ANY_PORT, "to any: an any-peer entry");
 	cr_expect_eq(connect_and_close(SB_ECHO_PORT), 0, "the any-peer allow is probed");
 	cr_expect_eq(connect_and_close(SB_OTHER_PORT), -EPERM);
+}
+
+/* The identity fg_ipcache holds for the host route of @addr, 0 when it has none. */
+static __u32 ipcache_identity(const char *addr)
+{
+	struct fg_ipcache_key k = {};
+	struct fg_ipcache_value v = {};
+	int fd = sb_map(&sb, "fg_ipcache"), r;
+
+	cr_assert_geq(fd, 0, "fg_ipcache: %s", strerror(-fd));
+	cr_assert_eq(fg_test_addr_parse(addr, &k.family, k.addr), 0);
+	k.prefixlen = FG_IPCACHE_PREFIX_BASE + (k.family == FG_AF_INET ? 32 : 128);
+	r = bpf_map_lookup_elem(fd, &k, &v);
+	close(fd);
+	return r ? 0 : v.identity;
+}
+
+/* Entries in fg_ipcache. */
+static int ipcache_entries(void)
+{
+	struct fg_ipcache_key k, *prev = NULL, next;
+	int fd = sb_map(&sb, "fg_ipcache"), n = 0;
+
+	cr_assert_geq(fd, 0);
+	while (bpf_map_get_next_key(fd, prev, &next) == 0 && n < 100000) {
+		k = next;
+		prev = &k;
+		n++;
+	}
+	close(fd);
+	return n;
+}
+
+/*
+ * The agent writes only what a registration changes: the map must still
+ * follow every change exactly. An endpoint's address comes, goes, comes
+ * back elsewhere; a workload's addresses go with it.
+ */
+Test(control_plane, the_ipcache_follows_each_registration_exactly)
+{
+	const char *e = "spiffe://mesh.test/ns/shop/e";
+	int base = ipcache_entries();
+	__u32 id;
+
+	cr_assert_eq(ctl("endpoint add --spiffe-id %s --ip 10.77.0.1 --label v=1", e), 0, "%s",
+		     output);
+	id = ipcache_identity("10.77.0.1");
+	cr_expect_neq(id, 0, "no entry for the endpoint's address");
+	cr_expect_eq(ipcache_entries(), base + 1);
+
+	cr_assert_eq(ctl("endpoint del %s", e), 0, "%s", output);
+	cr_expect_eq(ipcache_identity("10.77.0.1"), 0, "the entry outlived its endpoint");
+	cr_expect_eq(ipcache_entries(), base);
+
+	cr_assert_eq(ctl("endpoint add --spiffe-id %s --ip 10.77.0.2 --ip fd77::2", e), 0, "%s",
+		     output);
+	cr_expect_eq(ipcache_identity("10.77.0.1"), 0, "the old address came back");
+	cr_expect_neq(ipcache_identity("10.77.0.2"), 0);
+	cr_expect_neq(ipcache_identity("fd77::2"), 0);
+	cr_expect_eq(ipcache_entries(), base + 2);
+
+	cr_assert_eq(ctl("workload del %s", B), 0, "%s", output);
+	cr_expect_eq(ipcache_identity(SB_SERVER_V4), 0, "a deleted workload's address stays");
+	cr_expect_eq(ipcache_entries(), base);
+	cr_expect_eq(sb_connect(&sb, AF_INET, SOCK_STREAM, SB_SERVER_V4, SB_ECHO_PORT), -EPERM,
+		     "a call to a deleted workload passes");
 }
