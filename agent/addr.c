@@ -114,3 +114,9 @@ socklen_t addr_node_sockaddr(const __u8 node[16], __u16 port, struct sockaddr_st
 	memcpy(&sin6->sin6_addr, node, 16);
 	return sizeof(*sin6);
 }
+
+__u16 addr_sockaddr_port(const struct sockaddr_storage *ss)
+{
+	return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+					      : ((const struct sockaddr_in6 *)ss)->sin6_port);
+}

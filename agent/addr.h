@@ -24,6 +24,9 @@ int addr_parse_node(const char *s, __u8 out[16]);
 /* The socket address of a node address (IPv4-mapped means IPv4) and port (host order). */
 socklen_t addr_node_sockaddr(const __u8 node[16], __u16 port, struct sockaddr_storage *ss);
 
+/* The port (host order) of an AF_INET or AF_INET6 socket address. */
+__u16 addr_sockaddr_port(const struct sockaddr_storage *ss);
+
 /* The canonical text of a prefix ("10.0.0.1", "fd00::/64"). */
 int addr_format_prefix(const struct fg_ipcache_key *k, char *buf, size_t len);
 

@@ -227,9 +227,9 @@ static int map_sync_full(int fd, const char *name, const struct kv_set *want)
 static int map_sync_diff(int fd, const char *name, const struct kv_set *had,
 			 const struct kv_set *want)
 {
-	size_t i = 0, j = 0, ksz = want->ksz, vsz = want->vsz;
+	size_t i = 0, ksz = want->ksz, vsz = want->vsz;
 
-	for (j = 0; j < want->n; j++) {
+	for (size_t j = 0; j < want->n; j++) {
 		const __u8 *k = want->keys + j * ksz, *v = want->values + j * vsz;
 
 		while (i < had->n && memcmp(had->keys + i * ksz, k, ksz) < 0)

@@ -1000,9 +1000,7 @@ int fed_links_start(struct agent *a, const char *listen)
 
 	if (link_parse_listen(listen, &cfg.listen, &cfg.listen_len))
 		return log_error_errno(-EINVAL, "--peer-listen '%s': not ADDR:PORT", listen);
-	f->peer_port = ntohs(cfg.listen.ss_family == AF_INET
-				     ? ((struct sockaddr_in *)&cfg.listen)->sin_port
-				     : ((struct sockaddr_in6 *)&cfg.listen)->sin6_port);
+	f->peer_port = addr_sockaddr_port(&cfg.listen);
 	if (a->node_addr[0]) {
 		struct sockaddr_storage src;
 		socklen_t len;

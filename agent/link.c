@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "addr.h"
 #include "cleanup.h"
 #include "io.h"
 #include "link_int.h"
@@ -615,12 +616,6 @@ static bool is_inet(const struct sockaddr_storage *ss, socklen_t len)
 	       (ss->ss_family == AF_INET6 && len == sizeof(struct sockaddr_in6));
 }
 
-static uint16_t port_of(const struct sockaddr_storage *ss)
-{
-	return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
-					      : ((const struct sockaddr_in6 *)ss)->sin6_port);
-}
-
 #define DEFAULT(field, value)                                                                      \
 	do {                                                                                       \
 		if (!cfg->field)                                                                   \
@@ -655,7 +650,7 @@ static const char *config_error(const struct link_config *cfg)
 		return "an engine that listens needs an admit callback";
 	if (cfg->source.ss_family != AF_UNSPEC && !is_inet(&cfg->source, cfg->source_len))
 		return "the source address is neither IPv4 nor IPv6";
-	if (cfg->source.ss_family != AF_UNSPEC && port_of(&cfg->source))
+	if (cfg->source.ss_family != AF_UNSPEC && addr_sockaddr_port(&cfg->source))
 		return "the source address has a port";
 	if (cfg->dead_ms <= cfg->heartbeat_ms)
 		return "the dead time is not longer than the heartbeat interval";
@@ -848,7 +843,7 @@ int link_dial_addr(struct link_engine *e, const struct sockaddr *addr, socklen_t
 	if (!addr || addr_len > sizeof(ss) || !expected_id)
 		return -EINVAL;
 	memcpy(&ss, addr, addr_len);
-	if (!is_inet(&ss, addr_len) || !port_of(&ss) ||
+	if (!is_inet(&ss, addr_len) || !addr_sockaddr_port(&ss) ||
 	    spiffe_check(expected_id, &sid, NULL) != SPIFFE_OK || !sid.path_len)
 		return -EINVAL;
 	reap(e);

@@ -8,18 +8,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "cleanup.h"
 #include "listener.h"
 
 void listener_init(struct listener *l)
 {
 	*l = (struct listener){ .fd = -1, .stop_fd = -1 };
-}
-
-static uint16_t bound_port(const struct sockaddr_storage *ss)
-{
-	return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
-					      : ((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 int listener_open(struct listener *l, const struct sockaddr_storage *addr, socklen_t len,
@@ -39,7 +34,7 @@ int listener_open(struct listener *l, const struct sockaddr_storage *addr, sockl
 	stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (stop < 0)
 		return -errno;
-	l->port = bound_port(&bound);
+	l->port = addr_sockaddr_port(&bound);
 	l->fd = take_fd(&fd);
 	l->stop_fd = take_fd(&stop);
 	return 0;

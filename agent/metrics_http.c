@@ -20,6 +20,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "cleanup.h"
 #include "io.h"
 #include "log.h"
@@ -164,8 +165,7 @@ static int listen_on(const char *spec, int *fd_out, __u16 *port)
 	len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 		return log_error_errno(-errno, "metrics: '%s': getsockname", spec);
-	*port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-					      : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	*port = addr_sockaddr_port(&ss);
 	*fd_out = take_fd(&fd);
 	return 0;
 }
